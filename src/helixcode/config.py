@@ -1,0 +1,231 @@
+"""Typed settings: defaults, then ``~/.config/helix/helix.toml``, then ``./helix.toml``, then ``HELIX_*``.
+
+Every section refuses unknown keys, and the error names the key and the file it came from, because a
+misspelt setting that is silently ignored is worse than one that stops the program.
+
+Environment variables take the form ``HELIX_<SECTION>_<KEY>`` (``HELIX_DATABASE_URL``,
+``HELIX_TASKS_LEASE_TTL``); ``HELIX_CONFIG`` names an explicit file instead of the search path.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from helixcode.errors import ConfigError
+
+__all__ = [
+    "DatabaseSettings",
+    "LoggingSettings",
+    "ProviderSettings",
+    "Settings",
+    "TasksSettings",
+    "WorkersSettings",
+    "config_files",
+    "load_settings",
+]
+
+ENV_PREFIX = "HELIX_"
+#: Variables with the prefix that are not settings keys.
+RESERVED_ENV = frozenset({"HELIX_CONFIG", "HELIX_SERVER", "HELIX_TOKEN"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatabaseSettings(_Section):
+    """Where the system of record lives."""
+
+    url: str = Field(
+        default="sqlite+aiosqlite:///.helix/helix.db",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
+    )
+    pool_size: int = Field(default=5, ge=1, le=200, description="connections kept per process")
+    busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite: wait this long on a lock")
+    echo: bool = Field(default=False, description="log every SQL statement")
+
+
+class TasksSettings(_Section):
+    """Defaults for every task; a task in a plan may override attempts and timeout."""
+
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    backoff_base: float = Field(default=1.0, gt=0, description="seconds; first retry waits up to this")
+    backoff_cap: float = Field(default=300.0, gt=0, description="seconds; no retry waits longer")
+    lease_ttl: float = Field(default=30.0, gt=0, description="seconds a claim lasts unless renewed")
+    heartbeat_interval: float = Field(default=5.0, gt=0, description="seconds between lease renewals")
+    max_lease_losses: int = Field(default=3, ge=1, description="requeues after worker deaths before failing")
+    checkpoints_kept: int = Field(default=5, ge=1)
+    checkpoint_max_bytes: int = Field(default=1_048_576, ge=1024)
+    aging_seconds: float = Field(default=300.0, gt=0, description="waiting this long raises priority by one")
+    timeout: float | None = Field(
+        default=None, gt=0, description="seconds an attempt may run; none: no limit"
+    )
+
+
+class WorkersSettings(_Section):
+    """How a worker process behaves."""
+
+    concurrency: int = Field(default=2, ge=1, le=256, description="tasks run at once per process")
+    capabilities: list[str] = Field(default_factory=list, description="labels added to detected ones")
+    poll_interval: float = Field(default=1.0, gt=0, description="seconds between claims when idle")
+    lost_after: float = Field(default=30.0, gt=0, description="a worker silent this long is lost")
+    drain_timeout: float = Field(default=30.0, ge=0, description="seconds to finish tasks on SIGTERM")
+    capacity_floor: int = Field(default=0, ge=0, description="healthy worker slots below which to degrade")
+    degrade_below: Literal["low", "normal", "high", "critical"] = Field(
+        default="normal", description="when degraded, tasks below this criticality wait"
+    )
+
+
+class ProviderSettings(_Section):
+    """One ``[providers.NAME]`` table."""
+
+    type: Literal["openai", "ollama", "llamacpp", "local", "anthropic"]
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = Field(default=None, description="environment variable holding the key")
+    models: list[str] = Field(default_factory=list)
+    model_path: str | None = Field(default=None, description="local: a GGUF file")
+    priority: int = Field(default=100, description="lower is preferred")
+    cost: float = Field(default=0.0, ge=0, description="relative cost per 1k tokens")
+    context_length: int | None = Field(default=None, ge=1)
+    timeout: float = Field(default=120.0, gt=0)
+    enabled: bool = True
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "warning"
+    json_format: bool = Field(default=False, alias="json")
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    tasks: TasksSettings = Field(default_factory=TasksSettings)
+    workers: WorkersSettings = Field(default_factory=WorkersSettings)
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Files arrive as init values; the environment overrides them.
+        return (env_settings, init_settings)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as plain data with secrets hidden, for display."""
+        data = self.model_dump(mode="json", by_alias=True)
+        data["database"]["url"] = mask_url(self.database.url)
+        return data
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a database URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user, has_password, _ = creds.partition(":")
+    return f"{scheme}://{user}:***@{host}" if has_password else url
+
+
+def config_files(cwd: Path | None = None) -> list[Path]:
+    """The TOML files that apply, lowest precedence first."""
+    env = os.environ
+    if explicit := env.get("HELIX_CONFIG"):
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"HELIX_CONFIG names {path}, which is not a file")
+        return [path]
+    home = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "helix" / "helix.toml"
+    local = (cwd or Path.cwd()) / "helix.toml"
+    return [p for p in (home, local) if p.is_file()]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+
+
+def _describe(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{origin}: unknown key '{key}'")
+        else:
+            lines.append(f"{origin}: '{key}': {err['msg']}")
+    return "\n".join(lines)
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _check_env_names(env: Mapping[str, str]) -> None:
+    sections = {name: field.annotation for name, field in Settings.model_fields.items()}
+    for name in env:
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        model = sections.get(section)
+        if model is None:
+            raise ConfigError(f"environment: unknown variable {name} (no section '{section}')")
+        if not key or section == "providers":
+            continue
+        fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+        aliases = {f.alias for f in fields.values() if f.alias}
+        if key not in fields and key not in aliases:
+            raise ConfigError(f"environment: unknown variable {name} (no key '{key}' in [{section}])")
+
+
+def load_settings(path: Path | None = None, cwd: Path | None = None) -> Settings:
+    """Build the effective settings, validating each file on its own so errors name their file."""
+    files = [path] if path is not None else config_files(cwd)
+    merged: dict[str, Any] = {}
+    for file in files:
+        data = _read_toml(file)
+        try:
+            Settings.model_validate(data)
+        except ValidationError as exc:
+            # Validate the file alone, with no environment, so the message is about this file.
+            raise ConfigError(_describe(exc, str(file))) from exc
+        merged = _merge(merged, data)
+    _check_env_names(os.environ)
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "environment")) from exc

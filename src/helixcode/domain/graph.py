@@ -1,0 +1,88 @@
+"""DAG algorithms over task keys: validation, topological order, critical path.
+
+A graph is a mapping ``key -> keys it depends on``. Arrows in messages point along dependencies:
+``a -> b`` reads "a depends on b".
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from helixcode.errors import CycleError, PlanError
+
+__all__ = ["Graph", "critical_path", "dependents", "topological_order", "validate_graph"]
+
+Graph = Mapping[str, Sequence[str]]
+
+
+def validate_graph(graph: Graph) -> None:
+    """Raise ``PlanError`` for unknown or self dependencies, ``CycleError`` naming a cycle."""
+    faults: list[str] = []
+    for key, deps in graph.items():
+        seen: set[str] = set()
+        for dep in deps:
+            if dep == key:
+                faults.append(f"task '{key}': depends on itself")
+            elif dep not in graph:
+                faults.append(f"task '{key}': depends on unknown task '{dep}'")
+            elif dep in seen:
+                faults.append(f"task '{key}': lists dependency '{dep}' twice")
+            seen.add(dep)
+    if faults:
+        raise PlanError(faults)
+    topological_order(graph)
+
+
+def topological_order(graph: Graph) -> list[str]:
+    """Keys with every dependency before its dependents; ties keep the input order."""
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for key, deps in graph.items():
+        sorter.add(key, *deps)
+    try:
+        return list(sorter.static_order())
+    except graphlib.CycleError as exc:
+        # graphlib reports the cycle against the arrows we gave it (dep before key); reverse it so
+        # that each step reads "depends on".
+        cycle: list[str] = list(reversed(exc.args[1]))
+        raise CycleError(_rotate(cycle)) from None
+
+
+def _rotate(cycle: list[str]) -> list[str]:
+    """Start the cycle at its smallest key so the same cycle always prints the same way."""
+    ring = cycle[:-1]
+    start = ring.index(min(ring))
+    ring = ring[start:] + ring[:start]
+    return [*ring, ring[0]]
+
+
+def dependents(graph: Graph) -> dict[str, list[str]]:
+    """The reverse graph: ``key -> keys that depend on it``."""
+    out: dict[str, list[str]] = {key: [] for key in graph}
+    for key, deps in graph.items():
+        for dep in deps:
+            out[dep].append(key)
+    return out
+
+
+def critical_path(graph: Graph, weight: Callable[[str], float]) -> tuple[float, list[str]]:
+    """The heaviest dependency chain: its total weight and its keys, first to run first."""
+    best: dict[str, float] = {}
+    via: dict[str, str | None] = {}
+    for key in topological_order(graph):
+        prev = max(graph[key], key=lambda d: best[d], default=None)
+        best[key] = weight(key) + (best[prev] if prev is not None else 0.0)
+        via[key] = prev
+    if not best:
+        return 0.0, []
+    end: str | None = max(best, key=lambda k: best[k])
+    total = best[end]
+    path: list[str] = []
+    while end is not None:
+        path.append(end)
+        end = via[end]
+    return total, path[::-1]
+
+
+def roots(graph: Graph) -> Iterable[str]:
+    return (key for key, deps in graph.items() if not deps)

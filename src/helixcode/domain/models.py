@@ -1,0 +1,110 @@
+"""The records the engine hands around: plain, immutable, no I/O.
+
+The store turns rows into these; the edges render them. Times are seconds since the epoch (floats) as
+measured by the database clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
+
+__all__ = ["Checkpoint", "Event", "Job", "JobSummary", "Task"]
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    name: str
+    description: str
+    status: JobStatus
+    workdir: str | None
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    pause_reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: int
+    job_id: str
+    key: str
+    type: TaskType
+    title: str
+    description: str
+    priority: Priority
+    criticality: Criticality
+    status: TaskStatus
+    requires: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    run: dict[str, Any]
+    max_attempts: int
+    attempts: int
+    lease_losses: int
+    timeout: float | None
+    progress: float
+    progress_message: str | None
+    parent_key: str | None
+    weight: float
+    created_at: float
+    ready_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    next_attempt_at: float | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    last_error: str | None
+    result: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    job_id: str
+    task_key: str | None
+    kind: str
+    created_at: float
+    attempt: int | None = None
+    worker_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    task_id: int
+    attempt: int
+    name: str
+    data: Any
+    created_at: float
+    worker_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    job: Job
+    counts: dict[TaskStatus, int]
+    progress: float
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.job.to_dict(),
+            "tasks": self.total,
+            "counts": {str(k): v for k, v in self.counts.items() if v},
+            "progress": round(self.progress, 4),
+        }

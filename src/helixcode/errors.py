@@ -1,0 +1,85 @@
+"""Every error HelixCode raises on purpose derives from one root.
+
+    HelixError
+     ├── ConfigError                 bad or unknown settings (names the key and the file)
+     ├── PlanError                   an invalid task graph; carries every fault found
+     │    └── CycleError             names the cycle: ``a -> b -> c -> a``
+     ├── StoreError                  the database failed; the driver's error is ``__cause__``
+     │    └── NotFound               a job, task or worker that does not exist
+     ├── SchedulerError              a request the engine refuses
+     │    ├── InvalidTransition      a status change the state machine forbids
+     │    └── LeaseLost              a write with a stale lease token (fencing)
+     └── LLMError                    see ``helixcode.llm.errors`` for the provider tree
+
+Edges (CLI, API) translate these into exit codes and problem documents; nothing below them prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigError",
+    "CycleError",
+    "HelixError",
+    "InvalidTransition",
+    "LLMError",
+    "LeaseLost",
+    "NotFound",
+    "PlanError",
+    "SchedulerError",
+    "StoreError",
+]
+
+
+class HelixError(Exception):
+    """Root of every error HelixCode raises deliberately."""
+
+
+class ConfigError(HelixError):
+    """Settings that cannot be used as given."""
+
+
+class PlanError(HelixError):
+    """A task graph that cannot be accepted; ``faults`` lists every problem found."""
+
+    def __init__(self, faults: Sequence[str]) -> None:
+        self.faults: list[str] = list(faults)
+        super().__init__("; ".join(self.faults) if self.faults else "invalid plan")
+
+
+class CycleError(PlanError):
+    """A dependency cycle; ``cycle`` is the path, first node repeated at the end."""
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle: list[str] = list(cycle)
+        super().__init__([f"dependency cycle: {' -> '.join(self.cycle)}"])
+
+
+class StoreError(HelixError):
+    """The database could not do what was asked."""
+
+
+class NotFound(StoreError):
+    """A job, task or worker that does not exist."""
+
+
+class SchedulerError(HelixError):
+    """A request the engine refuses."""
+
+
+class InvalidTransition(SchedulerError):
+    """A status change that the task state machine forbids."""
+
+
+class LeaseLost(SchedulerError):
+    """A worker wrote about a task with a lease token that is no longer current."""
+
+    def __init__(self, task_id: int, token: str) -> None:
+        self.task_id = task_id
+        self.token = token
+        super().__init__(f"lease lost on task {task_id}: token {token[:8]}… is no longer current")
+
+
+class LLMError(HelixError):
+    """Root of the LLM layer's errors."""

@@ -1,0 +1,112 @@
+"""Engines for both databases, with the dialect details kept here.
+
+SQLite: WAL so readers never block the writer, a busy timeout so writers queue instead of failing, and
+the driver's own transaction handling turned off so that write transactions start with
+``BEGIN IMMEDIATE`` (taking the write lock up front avoids the deadlock of two readers upgrading at
+once). This is SQLAlchemy's documented recipe for pysqlite/aiosqlite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+from helixcode.config import DatabaseSettings
+from helixcode.errors import ConfigError
+
+__all__ = ["WRITE", "create_engine", "db_now", "is_postgres", "is_sqlite", "sqlite_path"]
+
+#: Execution option that marks a connection's transactions as writes (``BEGIN IMMEDIATE`` on SQLite).
+WRITE = "helix_write"
+
+
+class db_now(FunctionElement[float]):  # noqa: N801 - reads like the SQL function it is
+    """The database clock in epoch seconds with sub-second resolution (hosts' clocks drift)."""
+
+    type = sa.Double()
+    inherit_cache = True
+
+
+@compiles(db_now, "postgresql")
+def _now_pg(element: db_now, compiler: Any, **kw: Any) -> str:
+    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+
+
+@compiles(db_now, "sqlite")
+def _now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def is_postgres(url: str) -> bool:
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or ``None`` for an in-memory database."""
+    database = make_url(url).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def _normalise(url: str) -> str:
+    parsed = make_url(url)
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "sqlite":
+        if driver != "aiosqlite":
+            parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif backend == "postgresql":
+        if driver != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+    else:
+        raise ConfigError(f"database.url: unsupported database '{backend}' (use sqlite or postgresql)")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """An async engine for ``settings.url``; the SQLite file's folder is created if needed."""
+    try:
+        url = _normalise(settings.url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"database.url: not a database URL: {settings.url!r}") from exc
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url, echo=settings.echo, connect_args={"timeout": settings.busy_timeout_ms / 1000}
+        )
+        _sqlite_events(engine, settings.busy_timeout_ms)
+        return engine
+    return create_async_engine(
+        url,
+        echo=settings.echo,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def _sqlite_events(engine: AsyncEngine, busy_timeout_ms: int) -> None:
+    @sa.event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

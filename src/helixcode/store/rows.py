@@ -1,0 +1,77 @@
+"""Rows to domain records; the one place that knows how columns map to fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
+from helixcode.domain.models import Event, Job, Task
+
+__all__ = ["event_from_row", "job_from_row", "task_from_row"]
+
+
+def job_from_row(row: Mapping[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        status=JobStatus(row["status"]),
+        workdir=row["workdir"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        pause_reason=row["pause_reason"],
+    )
+
+
+def task_from_row(
+    row: Mapping[str, Any],
+    depends_on: tuple[str, ...] = (),
+    parent_key: str | None = None,
+    result: dict[str, Any] | None = None,
+) -> Task:
+    return Task(
+        id=row["id"],
+        job_id=row["job_id"],
+        key=row["key"],
+        type=TaskType(row["type"]),
+        title=row["title"],
+        description=row["description"],
+        priority=Priority.from_rank(row["priority"]),  # type: ignore[arg-type]
+        criticality=Criticality.from_rank(row["criticality"]),  # type: ignore[arg-type]
+        status=TaskStatus(row["status"]),
+        requires=tuple(row["requires"]),
+        depends_on=depends_on,
+        run=dict(row["run"]),
+        max_attempts=row["max_attempts"],
+        attempts=row["attempts"],
+        lease_losses=row["lease_losses"],
+        timeout=row["timeout"],
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+        parent_key=parent_key,
+        weight=row["weight"],
+        created_at=row["created_at"],
+        ready_at=row["ready_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        next_attempt_at=row["next_attempt_at"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+        last_error=row["last_error"],
+        result=result,
+    )
+
+
+def event_from_row(row: Mapping[str, Any], task_key: str | None) -> Event:
+    return Event(
+        id=row["id"],
+        job_id=row["job_id"],
+        task_key=task_key,
+        kind=row["kind"],
+        created_at=row["created_at"],
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        details=dict(row["details"] or {}),
+    )

@@ -1,0 +1,163 @@
+"""The schema, as SQLAlchemy Core tables; Alembic revisions must produce exactly this.
+
+Times are ``DOUBLE`` seconds since the epoch taken from the database clock: SQLite's
+``CURRENT_TIMESTAMP`` has one-second resolution and leases need milliseconds, and a number compares
+and adds the same way on both databases. Priority and criticality are stored as ranks (higher is more
+urgent) so that the claim order is a plain index scan.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+__all__ = [
+    "checkpoints",
+    "events",
+    "jobs",
+    "metadata",
+    "results",
+    "task_dependencies",
+    "tasks",
+    "workers",
+]
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+#: JSON everywhere, JSONB on PostgreSQL (containment operators for capability matching).
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+Time = sa.Double
+#: 64-bit ids; on SQLite an INTEGER primary key is the rowid, which is what autoincrement needs.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("pause_reason", sa.Text),
+    sa.Column("workdir", sa.Text),
+    sa.Column("spec", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("finished_at", Time),
+    sa.Index(None, "status"),
+    sa.Index(None, "created_at"),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("parent_id", Id, sa.ForeignKey("tasks.id")),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("priority", sa.SmallInteger, nullable=False),
+    sa.Column("effective_priority", sa.SmallInteger, nullable=False),
+    sa.Column("criticality", sa.SmallInteger, nullable=False),
+    sa.Column("requires", Json, nullable=False),
+    sa.Column("run", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("pending_deps", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_losses", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("timeout", sa.Double),
+    sa.Column("weight", sa.Double, nullable=False, server_default="1"),
+    sa.Column("progress", sa.Double, nullable=False, server_default="0"),
+    sa.Column("progress_message", sa.Text),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_token", sa.String(64)),
+    sa.Column("lease_expires_at", Time),
+    sa.Column("next_attempt_at", Time),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("ready_at", Time),
+    sa.Column("started_at", Time),
+    sa.Column("finished_at", Time),
+    sa.Column("last_error", sa.Text),
+    sa.UniqueConstraint("job_id", "key"),
+    # The claim scan: ready tasks in claim order.
+    sa.Index(None, "status", "effective_priority", "criticality", "ready_at"),
+    sa.Index(None, "lease_expires_at"),
+    sa.Index(None, "parent_id"),
+)
+
+task_dependencies = sa.Table(
+    "task_dependencies",
+    metadata,
+    sa.Column("task_id", Id, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("depends_on_id", Id, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Index(None, "depends_on_id"),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("task_id", Id, sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index(None, "task_id", "id"),
+)
+
+#: One row per finished attempt: the outcome, what it produced, and who ran it.
+results = sa.Table(
+    "results",
+    metadata,
+    sa.Column("task_id", Id, sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("output", Json, nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("finished_at", Time, nullable=False),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("capabilities", Json, nullable=False),
+    sa.Column("resources", Json, nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("started_at", Time, nullable=False),
+    sa.Column("last_heartbeat_at", Time, nullable=False),
+    sa.Column("stopped_at", Time),
+    sa.Index(None, "status", "last_heartbeat_at"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("task_id", Id, sa.ForeignKey("tasks.id", ondelete="CASCADE")),
+    sa.Column("attempt", sa.Integer),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("details", Json, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index(None, "job_id", "id"),
+)

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from helixcode.domain.enums import JobStatus, Priority, TaskStatus
+from helixcode.domain.plan import parse_plan
+from helixcode.errors import NotFound, StoreError
+from helixcode.store.store import Store
+from helixcode.store.tables import jobs, tasks
+
+PLAN = {
+    "name": "pipeline",
+    "tasks": [
+        {"id": "a", "type": "design", "title": "A", "run": {"shell": "true"}},
+        {"id": "b", "type": "building", "title": "B", "depends_on": ["a"], "priority": "high"},
+        {"id": "c", "type": "testing", "title": "C", "depends_on": ["a", "b"], "max_attempts": 7},
+    ],
+}
+
+
+async def test_create_job_writes_tasks_dependencies_and_events(store: Store) -> None:
+    job = await store.create_job(parse_plan(PLAN), workdir="/tmp")
+    assert job.status is JobStatus.RUNNING
+    found = {t.key: t for t in await store.list_tasks(job.id)}
+    assert found["a"].status is TaskStatus.READY
+    assert found["a"].ready_at is not None
+    assert found["b"].status is TaskStatus.BLOCKED
+    assert found["b"].priority is Priority.HIGH
+    assert found["c"].depends_on == ("a", "b")
+    assert found["c"].max_attempts == 7
+    assert found["a"].max_attempts == store.settings.tasks.max_attempts
+    assert found["a"].run == {"shell": "true", "env": {}}
+    kinds = [(e.kind, e.task_key) for e in await store.list_events(job.id)]
+    assert kinds == [("created", None), ("ready", "a")]
+    summary = await store.job_summary(job.id)
+    assert summary.total == 3
+    assert summary.counts == {TaskStatus.READY: 1, TaskStatus.BLOCKED: 2}
+    assert summary.progress == 0.0
+
+
+async def test_times_come_from_the_database_clock_with_subsecond_resolution(store: Store) -> None:
+    first = await store.now()
+    second = await store.now()
+    assert 1.7e9 < first <= second
+    assert first != int(first) or second != int(second)
+
+
+async def test_job_prefixes_resolve_uniquely(store: Store) -> None:
+    job = await store.create_job(parse_plan(PLAN))
+    assert await store.resolve_job_id(job.id[:4]) == job.id
+    assert await store.resolve_job_id(job.id) == job.id
+    with pytest.raises(NotFound):
+        await store.resolve_job_id("zzzz-not-a-job")
+    with pytest.raises(NotFound):
+        await store.resolve_job_id("%")
+
+
+async def test_a_submission_that_fails_midway_writes_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.create_job(parse_plan(PLAN))
+
+    async def broken_events(*_args: object, **_kw: object) -> None:
+        raise StoreError("disk full")
+
+    # Tasks and dependencies are inserted before the events: fail there and expect a full rollback.
+    monkeypatch.setattr(store, "_events", broken_events)
+    with pytest.raises(StoreError, match="disk full"):
+        await store.create_job(parse_plan(PLAN))
+    async with store._read() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(jobs))).scalar_one() == 1
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(tasks))).scalar_one() == 3
+
+
+async def test_list_jobs_newest_first(store: Store) -> None:
+    first = await store.create_job(parse_plan(PLAN))
+    second = await store.create_job(parse_plan({**PLAN, "name": "second"}))
+    listed = [s.job.id for s in await store.list_jobs()]
+    assert listed == [second.id, first.id]
+
+
+async def test_large_graph_is_inserted_in_one_go(store: Store) -> None:
+    n = 2_000
+    spec = parse_plan(
+        {
+            "tasks": [
+                {
+                    "id": f"t{i}",
+                    "type": "building",
+                    "title": f"T{i}",
+                    "depends_on": [f"t{i // 2}"] if i else [],
+                }
+                for i in range(n)
+            ]
+        }
+    )
+    job = await store.create_job(spec)
+    summary = await store.job_summary(job.id)
+    assert summary.counts == {TaskStatus.READY: 1, TaskStatus.BLOCKED: n - 1}
