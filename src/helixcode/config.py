@@ -22,6 +22,7 @@ from helixcode.errors import ConfigError
 
 __all__ = [
     "DatabaseSettings",
+    "LLMSettings",
     "LoggingSettings",
     "ProviderSettings",
     "Settings",
@@ -32,8 +33,21 @@ __all__ = [
 ]
 
 ENV_PREFIX = "HELIX_"
-#: Variables with the prefix that are not settings keys.
-RESERVED_ENV = frozenset({"HELIX_CONFIG", "HELIX_SERVER", "HELIX_TOKEN"})
+#: Variables with the prefix that are not settings keys: the CLI's own, and what a task's process sees.
+RESERVED_ENV = frozenset(
+    {
+        "HELIX_CONFIG",
+        "HELIX_SERVER",
+        "HELIX_TOKEN",
+        "HELIX_JOB_ID",
+        "HELIX_TASK_ID",
+        "HELIX_TASK_KEY",
+        "HELIX_ATTEMPT",
+        "HELIX_LEASE_TOKEN",
+        "HELIX_CHECKPOINT",
+        "HELIX_ITEMS",
+    }
+)
 
 
 class _Section(BaseModel):
@@ -94,9 +108,29 @@ class ProviderSettings(_Section):
     model_path: str | None = Field(default=None, description="local: a GGUF file")
     priority: int = Field(default=100, description="lower is preferred")
     cost: float = Field(default=0.0, ge=0, description="relative cost per 1k tokens")
-    context_length: int | None = Field(default=None, ge=1)
-    timeout: float = Field(default=120.0, gt=0)
+    context_length: int | None = Field(default=None, ge=1, description="window in tokens (Ollama: num_ctx)")
+    capabilities: list[Literal["tools", "vision", "json_schema", "embeddings", "streaming"]] | None = Field(
+        default=None, description="declared model capabilities, for servers that cannot report them"
+    )
+    chat_format: str | None = Field(default=None, description="local: llama-cpp-python chat format")
+    timeout: float = Field(default=120.0, gt=0, description="seconds a whole reply may take")
+    first_token_timeout: float = Field(default=60.0, gt=0, description="seconds to the first streamed token")
+    idle_timeout: float = Field(default=30.0, gt=0, description="seconds between streamed tokens")
+    connect_timeout: float = Field(default=5.0, gt=0)
     enabled: bool = True
+
+
+class LLMSettings(_Section):
+    """How the LLM manager chooses, retries and watches providers."""
+
+    default_provider: str | None = Field(default=None, description="used when a call names none")
+    default_model: str | None = None
+    embedded: bool = Field(default=True, description="use the embedded model when no provider is configured")
+    health_interval: float = Field(default=30.0, gt=0, description="seconds between health probes")
+    breaker_threshold: int = Field(default=3, ge=1, description="consecutive failures that open a breaker")
+    breaker_cooldown: float = Field(default=30.0, gt=0, description="seconds before a half-open trial")
+    retry_attempts: int = Field(default=2, ge=1, description="tries per candidate before falling back")
+    retry_max_wait: float = Field(default=2.0, ge=0, description="longest backoff worth waiting for")
 
 
 class LoggingSettings(_Section):
@@ -119,6 +153,7 @@ class Settings(BaseSettings):
     tasks: TasksSettings = Field(default_factory=TasksSettings)
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

@@ -9,6 +9,7 @@
      ├── SchedulerError              a request the engine refuses
      │    ├── InvalidTransition      a status change the state machine forbids
      │    └── LeaseLost              a write with a stale lease token (fencing)
+     ├── TaskFailed                  an executor's attempt failed; ``retryable`` says if another may help
      └── LLMError                    see ``helixcode.llm.errors`` for the provider tree
 
 Edges (CLI, API) translate these into exit codes and problem documents; nothing below them prints.
@@ -29,6 +30,7 @@ __all__ = [
     "PlanError",
     "SchedulerError",
     "StoreError",
+    "TaskFailed",
 ]
 
 
@@ -79,6 +81,17 @@ class LeaseLost(SchedulerError):
         self.task_id = task_id
         self.token = token
         super().__init__(f"lease lost on task {task_id}: token {token[:8]}… is no longer current")
+
+
+class TaskFailed(HelixError):
+    """An attempt at a task failed. ``retryable=False`` fails the task at once, whatever attempts remain."""
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, output: dict[str, object] | None = None
+    ) -> None:
+        self.retryable = retryable
+        self.output = output or {}
+        super().__init__(message)
 
 
 class LLMError(HelixError):

@@ -6,18 +6,17 @@ Exit codes: 0 success, 1 a runtime failure, 2 bad input (an invalid plan, config
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from helixcode import __version__
-from helixcode.cli import llm_commands
+from helixcode.cli import control, llm_commands, worker
+from helixcode.cli.common import JsonOpt, console, err_console, run, run_async, state
 from helixcode.cli.render import emit_json, event_line, job_table, jobs_table, tasks_table
-from helixcode.config import Settings, load_settings
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.plan import load_plan
 from helixcode.engine.manager import TaskManager
@@ -26,8 +25,6 @@ from helixcode.store import migrate
 from helixcode.store.store import Store
 
 __all__ = ["app", "main"]
-
-T = TypeVar("T")
 
 ENV_HELP = """\
 Environment: HELIX_CONFIG (a helix.toml to use instead of ./helix.toml and
@@ -47,27 +44,6 @@ config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
-llm_commands.register(app)
-
-console = Console()
-err_console = Console(stderr=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
-
-
-class State:
-    """What the root callback parsed, shared with every command."""
-
-    config_path: Path | None = None
-    _settings: Settings | None = None
-
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config_path)
-        return self._settings
-
-
-state = State()
 
 
 @app.callback()
@@ -82,23 +58,6 @@ def _root(
         raise typer.Exit()
     state.config_path = config
     state._settings = None
-
-
-def run(fn: Callable[[TaskManager], Awaitable[T]]) -> T:
-    """Open the store, run ``fn`` with a TaskManager, close the store."""
-
-    async def go() -> T:
-        store = await Store.open(state.settings())
-        try:
-            return await fn(TaskManager(store))
-        finally:
-            await store.aclose()
-
-    return asyncio.run(go())
-
-
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -165,15 +124,32 @@ def tasks(
 def events(
     job: Annotated[str, typer.Argument(help="A job id or a unique prefix.", show_default=False)],
     after: Annotated[int, typer.Option(help="Only events after this id.")] = 0,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print a job's event log, oldest first."""
-    found = run(lambda m: m.events(job, after))
-    if as_json:
-        emit_json(console, [e.to_dict() for e in found])
-        return
-    for event in found:
-        console.print(event_line(event))
+    """Print a job's event log, oldest first (`--json` prints one JSON object per line with --follow)."""
+
+    async def go(manager: TaskManager) -> None:
+        cursor = after
+        while True:
+            batch = await manager.events(job, cursor)
+            for event in batch:
+                if as_json and follow:
+                    console.print_json(json.dumps(event.to_dict(), default=str), indent=None)
+                elif not as_json:
+                    console.print(event_line(event))
+            if as_json and not follow:
+                emit_json(console, [e.to_dict() for e in batch])
+            cursor = batch[-1].id if batch else cursor
+            if not follow:
+                return
+            if not batch:
+                summary = await manager.summary(job)
+                if summary.job.status.terminal:
+                    return
+                await asyncio.sleep(0.5)
+
+    run(go)
 
 
 # -- config and database ------------------------------------------------------------------------
@@ -226,6 +202,11 @@ def db_current() -> None:
             await store.aclose()
 
     console.print(f"revision {run_async(go()) or '(empty)'}; head {migrate.head_revision()}")
+
+
+control.register(app)
+worker.register(app)
+llm_commands.register(app)
 
 
 def main() -> None:

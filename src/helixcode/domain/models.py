@@ -7,11 +7,12 @@ measured by the database clock.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
 
-__all__ = ["Checkpoint", "Event", "Job", "JobSummary", "Task"]
+__all__ = ["Checkpoint", "Claim", "Event", "Job", "JobSummary", "LeaseState", "Maintenance", "Task"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class Task:
     run: dict[str, Any]
     max_attempts: int
     attempts: int
+    failures: int
     lease_losses: int
     timeout: float | None
     progress: float
@@ -92,10 +94,39 @@ class Checkpoint:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """A task handed to a worker: the lease token it must show on every write, and where to resume."""
+
+    task: Task
+    token: str
+    attempt: int
+    workdir: str | None
+    checkpoint: Checkpoint | None
+
+
+class LeaseState(StrEnum):
+    HELD = "held"
+    LOST = "lost"  # someone else holds it now, or it expired and was requeued
+    CANCELLED = "cancelled"  # the task or its job was cancelled: stop working on it
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """What one maintenance pass did."""
+
+    requeued: int = 0
+    lost_failed: int = 0
+    retries_ready: int = 0
+    aged: int = 0
+    workers_lost: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class JobSummary:
     job: Job
     counts: dict[TaskStatus, int]
     progress: float
+    eta_seconds: float | None = None
 
     @property
     def total(self) -> int:
@@ -107,4 +138,5 @@ class JobSummary:
             "tasks": self.total,
             "counts": {str(k): v for k, v in self.counts.items() if v},
             "progress": round(self.progress, 4),
+            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
         }

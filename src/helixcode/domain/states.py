@@ -14,7 +14,7 @@ from helixcode.errors import InvalidTransition
 __all__ = ["TRANSITIONS", "can_transition", "check_transition"]
 
 TRANSITIONS: Mapping[S, frozenset[S]] = {
-    S.BLOCKED: frozenset({S.READY, S.UPSTREAM_FAILED, S.PAUSED, S.CANCELLED, S.SKIPPED}),
+    S.BLOCKED: frozenset({S.READY, S.WAITING, S.UPSTREAM_FAILED, S.PAUSED, S.CANCELLED, S.SKIPPED}),
     S.READY: frozenset({S.RUNNING, S.WAITING, S.PAUSED, S.CANCELLED, S.SKIPPED}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.RETRYING, S.FAILED, S.READY, S.WAITING, S.PAUSED, S.CANCELLED}),
     S.RETRYING: frozenset({S.READY, S.PAUSED, S.CANCELLED, S.SKIPPED}),

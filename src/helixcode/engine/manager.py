@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.models import Event, Job, JobSummary, Task
 from helixcode.domain.plan import JobSpec
+from helixcode.domain.splitting import choose_parts, split_balanced
 from helixcode.store.store import Store
 
 __all__ = ["TaskManager"]
@@ -36,3 +38,38 @@ class TaskManager:
 
     async def events(self, ref: str, after_id: int = 0, limit: int = 1000) -> list[Event]:
         return await self.store.list_events(await self.resolve(ref), after_id, limit)
+
+    # -- control ----------------------------------------------------------------------------------
+
+    async def pause(self, ref: str, reason: str = "paused by request") -> str:
+        job_id = await self.resolve(ref)
+        await self.store.pause_job(job_id, reason)
+        return job_id
+
+    async def resume(self, ref: str, retry: Sequence[str] = (), skip: Sequence[str] = ()) -> str:
+        job_id = await self.resolve(ref)
+        await self.store.resume_job(job_id, retry, skip)
+        return job_id
+
+    async def cancel(self, ref: str) -> int:
+        return await self.store.cancel_job(await self.resolve(ref))
+
+    async def split(
+        self,
+        ref: str,
+        key: str,
+        items: Mapping[str, float],
+        *,
+        parts: int | None = None,
+        min_chunk: float = 0.0,
+    ) -> list[str]:
+        """Split a task over weighted work items into balanced parts, at most one per free worker slot."""
+        job_id = await self.resolve(ref)
+        slots = parts or await self.worker_slots()
+        k = choose_parts(sum(items.values()), len(items), slots, min_chunk)
+        return await self.store.split_task(job_id, key, split_balanced(items, k))
+
+    async def worker_slots(self) -> int:
+        """Task slots of the active workers; the configured concurrency when none is registered."""
+        active = [w for w in await self.store.list_workers(include_stopped=False) if w.status == "active"]
+        return sum(w.concurrency for w in active) or self.store.settings.workers.concurrency

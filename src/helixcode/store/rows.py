@@ -46,6 +46,7 @@ def task_from_row(
         run=dict(row["run"]),
         max_attempts=row["max_attempts"],
         attempts=row["attempts"],
+        failures=row["failures"],
         lease_losses=row["lease_losses"],
         timeout=row["timeout"],
         progress=row["progress"],

@@ -66,14 +66,16 @@ tasks = sa.Table(
     sa.Column("title", sa.String(200), nullable=False),
     sa.Column("description", sa.Text, nullable=False, server_default=""),
     sa.Column("priority", sa.SmallInteger, nullable=False),
-    sa.Column("effective_priority", sa.SmallInteger, nullable=False),
     sa.Column("criticality", sa.SmallInteger, nullable=False),
+    # Claim order key, lower first (see domain.ordering); derived so the claim is one ascending index scan.
+    sa.Column("claim_rank", sa.SmallInteger, nullable=False),
     sa.Column("requires", Json, nullable=False),
     sa.Column("run", Json, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("pending_deps", sa.Integer, nullable=False, server_default="0"),
     sa.Column("max_attempts", sa.Integer, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_losses", sa.Integer, nullable=False, server_default="0"),
     sa.Column("timeout", sa.Double),
     sa.Column("weight", sa.Double, nullable=False, server_default="1"),
@@ -90,8 +92,10 @@ tasks = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.UniqueConstraint("job_id", "key"),
     # The claim scan: ready tasks in claim order.
-    sa.Index(None, "status", "effective_priority", "criticality", "ready_at"),
-    sa.Index(None, "lease_expires_at"),
+    sa.Index(None, "status", "claim_rank", "ready_at"),
+    sa.Index(None, "job_id", "status"),
+    sa.Index(None, "status", "lease_expires_at"),
+    sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "parent_id"),
 )
 

@@ -1,1 +1,1 @@
-
+"""The worker runtime: claim, execute, heartbeat, drain."""

@@ -83,8 +83,8 @@ def upgrade() -> None:
         sa.Column("title", sa.String(length=200), nullable=False),
         sa.Column("description", sa.Text(), server_default="", nullable=False),
         sa.Column("priority", sa.SmallInteger(), nullable=False),
-        sa.Column("effective_priority", sa.SmallInteger(), nullable=False),
         sa.Column("criticality", sa.SmallInteger(), nullable=False),
+        sa.Column("claim_rank", sa.SmallInteger(), nullable=False),
         sa.Column(
             "requires",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -99,6 +99,7 @@ def upgrade() -> None:
         sa.Column("pending_deps", sa.Integer(), server_default="0", nullable=False),
         sa.Column("max_attempts", sa.Integer(), nullable=False),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("lease_losses", sa.Integer(), server_default="0", nullable=False),
         sa.Column("timeout", sa.Double(), nullable=True),
         sa.Column("weight", sa.Double(), server_default="1", nullable=False),
@@ -121,12 +122,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("job_id", "key", name=op.f("uq_tasks_job_id_key")),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_tasks_lease_expires_at"), ["lease_expires_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_tasks_job_id_status"), ["job_id", "status"], unique=False)
         batch_op.create_index(batch_op.f("ix_tasks_parent_id"), ["parent_id"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_tasks_status_effective_priority_criticality_ready_at"),
-            ["status", "effective_priority", "criticality", "ready_at"],
+            batch_op.f("ix_tasks_status_claim_rank_ready_at"),
+            ["status", "claim_rank", "ready_at"],
             unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_tasks_status_lease_expires_at"), ["status", "lease_expires_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_tasks_status_next_attempt_at"), ["status", "next_attempt_at"], unique=False
         )
 
     op.create_table(
@@ -234,9 +241,11 @@ def downgrade() -> None:
 
     op.drop_table("checkpoints")
     with op.batch_alter_table("tasks", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_tasks_status_effective_priority_criticality_ready_at"))
+        batch_op.drop_index(batch_op.f("ix_tasks_status_next_attempt_at"))
+        batch_op.drop_index(batch_op.f("ix_tasks_status_lease_expires_at"))
+        batch_op.drop_index(batch_op.f("ix_tasks_status_claim_rank_ready_at"))
         batch_op.drop_index(batch_op.f("ix_tasks_parent_id"))
-        batch_op.drop_index(batch_op.f("ix_tasks_lease_expires_at"))
+        batch_op.drop_index(batch_op.f("ix_tasks_job_id_status"))
 
     op.drop_table("tasks")
     with op.batch_alter_table("workers", schema=None) as batch_op:

@@ -1,0 +1,43 @@
+"""Built-in executors for tests, demos and benchmarks: ``noop``, ``sleep`` (checkpointed), ``fail``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from helixcode.agent.executors.base import TaskContext
+from helixcode.errors import TaskFailed
+
+__all__ = ["BuiltinExecutor"]
+
+#: ``sleep`` checkpoints this often (at most), so a resumed attempt redoes little.
+SLEEP_STEP = 0.5
+
+
+class BuiltinExecutor:
+    async def execute(self, ctx: TaskContext) -> dict[str, Any]:
+        run = ctx.task.run
+        name = run["builtin"]
+        if name == "noop":
+            return {}
+        if name == "sleep":
+            return await self._sleep(ctx, float(run.get("seconds", 0.0)))
+        if name == "fail":
+            limit = run.get("fail_attempts")
+            if limit is None or ctx.attempt <= int(limit):
+                raise TaskFailed(f"failing on purpose (attempt {ctx.attempt})")
+            return {"failed_first": limit}
+        raise TaskFailed(f"unknown builtin '{name}'", retryable=False)
+
+    async def _sleep(self, ctx: TaskContext, seconds: float) -> dict[str, Any]:
+        saved = ctx.checkpoint or {}
+        done = float(saved.get("slept", 0.0)) if isinstance(saved, dict) else 0.0
+        resumed_from = done
+        step = min(SLEEP_STEP, max(seconds / 10, 0.05))
+        while seconds - done > 1e-9:
+            chunk = min(step, seconds - done)
+            await asyncio.sleep(chunk)
+            done = min(seconds, done + chunk)
+            await ctx.save_checkpoint("sleep", {"slept": round(done, 6)})
+            await ctx.report_progress(done / seconds, f"slept {done:.1f}s of {seconds:.1f}s")
+        return {"slept": seconds, "resumed_from": resumed_from}

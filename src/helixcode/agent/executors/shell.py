@@ -1,0 +1,97 @@
+"""Run a task's shell command in its job's working directory.
+
+The command sees ``HELIX_JOB_ID``, ``HELIX_TASK_ID``, ``HELIX_TASK_KEY``, ``HELIX_ATTEMPT``,
+``HELIX_LEASE_TOKEN``, ``HELIX_DATABASE_URL`` and, from the second attempt on, ``HELIX_CHECKPOINT`` (a
+file holding the latest checkpoint as JSON), so ``helix checkpoint`` and ``helix progress`` inside it
+write with the task's lease. Split parts get their work items in ``HELIX_ITEMS``, one per line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from helixcode.agent.executors.base import TaskContext
+from helixcode.errors import TaskFailed
+
+__all__ = ["ShellExecutor"]
+
+OUTPUT_TAIL = 4000
+KILL_GRACE = 3.0
+
+
+class ShellExecutor:
+    async def execute(self, ctx: TaskContext) -> dict[str, Any]:
+        run = ctx.task.run
+        with tempfile.TemporaryDirectory(prefix="helix-task-") as scratch:
+            env = self._env(ctx, Path(scratch))
+            cwd = ctx.workdir if ctx.workdir and os.path.isdir(ctx.workdir) else None  # noqa: ASYNC240
+            if ctx.workdir and cwd is None:
+                raise TaskFailed(f"working directory {ctx.workdir} does not exist", retryable=False)
+            proc = await asyncio.create_subprocess_shell(
+                run["shell"],
+                cwd=cwd,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group, so a cancel stops its children too
+            )
+            try:
+                stdout, stderr = await proc.communicate()
+            except BaseException:
+                await _terminate(proc)
+                raise
+        output = {
+            "exit_code": proc.returncode,
+            "stdout": stdout.decode(errors="replace")[-OUTPUT_TAIL:],
+            "stderr": stderr.decode(errors="replace")[-OUTPUT_TAIL:],
+        }
+        if proc.returncode != 0:
+            last = output["stderr"].strip().splitlines()[-1:] or output["stdout"].strip().splitlines()[-1:]
+            detail = f": {last[0][:300]}" if last else ""
+            raise TaskFailed(f"command exited with {proc.returncode}{detail}", output=output)
+        return output
+
+    @staticmethod
+    def _env(ctx: TaskContext, scratch: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(ctx.task.run.get("env") or {})
+        env.update(ctx.extra_env)
+        env.update(
+            {
+                "HELIX_JOB_ID": ctx.task.job_id,
+                "HELIX_TASK_ID": str(ctx.task.id),
+                "HELIX_TASK_KEY": ctx.task.key,
+                "HELIX_ATTEMPT": str(ctx.attempt),
+                "HELIX_LEASE_TOKEN": ctx.token,
+                "HELIX_DATABASE_URL": ctx.database_url,
+            }
+        )
+        env.pop("HELIX_CHECKPOINT", None)
+        if ctx.claim.checkpoint is not None:
+            path = scratch / "checkpoint.json"
+            path.write_text(json.dumps(ctx.claim.checkpoint.data))
+            env["HELIX_CHECKPOINT"] = str(path)
+        if items := ctx.task.run.get("items"):
+            env["HELIX_ITEMS"] = "\n".join(str(i) for i in items)
+        return env
+
+
+async def _terminate(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the process group, then SIGKILL it if it lingers."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), KILL_GRACE)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()

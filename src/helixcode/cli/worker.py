@@ -1,0 +1,165 @@
+"""Commands for workers and their tasks: `helix worker`, `workers`, `checkpoint`, `progress`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from helixcode.cli.common import JsonOpt, console, err_console, run_async, state
+from helixcode.cli.render import emit_json
+from helixcode.errors import ConfigError
+from helixcode.store.store import Store
+from helixcode.worker.runtime import Worker, WorkerOptions
+
+__all__ = ["register"]
+
+
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Tasks run at once (default: config).")
+    ] = None,
+    capability: Annotated[
+        list[str] | None, typer.Option("--capability", help="A capability label to add (repeatable).")
+    ] = None,
+    exit_when_idle: Annotated[bool, typer.Option(help="Exit when no work can reach this worker.")] = False,
+    processes: Annotated[int, typer.Option(min=1, help="Start this many worker processes here.")] = 1,
+    name: Annotated[str | None, typer.Option(help="A name to show in `helix workers`.")] = None,
+) -> None:
+    """Claim and run tasks until stopped (SIGTERM/Ctrl-C drain: finish or hand back running tasks)."""
+    if processes > 1:
+        _pool(processes, sys.argv[1:])
+        return
+    settings = state.settings()
+    options = WorkerOptions(
+        concurrency=concurrency or settings.workers.concurrency,
+        capabilities=[*settings.workers.capabilities, *(capability or [])],
+        exit_when_idle=exit_when_idle,
+        name=name,
+    )
+
+    async def go() -> dict[str, Any]:
+        store = await Store.open(settings)
+        try:
+            w = Worker(store, settings, options)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, w.stop)
+            stats = await w.run()
+            return {"worker": w.id, **{k: v for k, v in vars(stats).items() if k != "started"}}
+        finally:
+            await store.aclose()
+
+    summary = run_async(go())
+    err_console.print(f"worker {summary.pop('worker')} stopped: {summary}", highlight=False)
+
+
+def _pool(processes: int, argv: list[str]) -> None:
+    """Run N copies of this command (minus --processes); forward SIGINT/SIGTERM so they all drain."""
+    args = [a for a in argv if not a.startswith("--processes")]
+    if "--processes" in argv:
+        index = argv.index("--processes")
+        args = argv[:index] + argv[index + 2 :]
+    children = [subprocess.Popen([sys.executable, "-m", "helixcode", *args]) for _ in range(processes)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [child.wait() for child in children]
+    if any(codes):
+        raise typer.Exit(max(codes))
+
+
+def workers(
+    as_json: JsonOpt = False, all_: Annotated[bool, typer.Option("--all", help="Include stopped.")] = False
+) -> None:
+    """List workers with status, last heartbeat and running tasks."""
+
+    async def go() -> list[Any]:
+        store = await Store.open(state.settings())
+        try:
+            return await store.list_workers(include_stopped=all_)
+        finally:
+            await store.aclose()
+
+    found = run_async(go())
+    if as_json:
+        emit_json(console, [w.to_dict() for w in found])
+        return
+    table = Table(title="Workers", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("worker", "name", "status", "running", "slots", "heartbeat", "capabilities"):
+        table.add_column(col)
+    now = time.time()
+    for w in found:
+        beat = f"{now - w.last_heartbeat_at:.0f}s ago" if w.last_heartbeat_at else "-"
+        table.add_row(
+            w.id, w.name, w.status, str(w.running), str(w.concurrency), beat, " ".join(w.capabilities)
+        )
+    console.print(table if found else "No workers.")
+
+
+def _lease_from_env() -> tuple[int, str]:
+    try:
+        return int(os.environ["HELIX_TASK_ID"]), os.environ["HELIX_LEASE_TOKEN"]
+    except (KeyError, ValueError) as exc:
+        raise ConfigError("run this inside a task: HELIX_TASK_ID and HELIX_LEASE_TOKEN must be set") from exc
+
+
+def checkpoint(
+    data: Annotated[str, typer.Argument(help="The checkpoint as JSON.", show_default=False)],
+    name: Annotated[str, typer.Option(help="A label for the checkpoint.")] = "checkpoint",
+) -> None:
+    """Inside a task: save a checkpoint with the task's lease (the next attempt starts from it)."""
+    task_id, token = _lease_from_env()
+    try:
+        value = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"checkpoint: not valid JSON: {exc}") from exc
+
+    async def go() -> None:
+        store = await Store.open(state.settings(), upgrade=False)
+        try:
+            await store.save_checkpoint(task_id, token, name, value)
+        finally:
+            await store.aclose()
+
+    run_async(go())
+
+
+def progress(
+    fraction: Annotated[
+        float, typer.Argument(min=0.0, max=1.0, help="Done so far, 0 to 1.", show_default=False)
+    ],
+    message: Annotated[str | None, typer.Argument(help="What is happening.")] = None,
+) -> None:
+    """Inside a task: report progress with the task's lease."""
+    task_id, token = _lease_from_env()
+
+    async def go() -> None:
+        store = await Store.open(state.settings(), upgrade=False)
+        try:
+            await store.report_progress(task_id, token, fraction, message)
+        finally:
+            await store.aclose()
+
+    run_async(go())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)
+    app.command()(workers)
+    app.command()(checkpoint)
+    app.command()(progress)

@@ -1,0 +1,124 @@
+"""What every part of the store shares: the engine, transactions, the clock, the event log.
+
+Dialect differences (SQLite vs PostgreSQL) stay inside this package. Writes run in ``BEGIN IMMEDIATE``
+transactions on SQLite; every time written comes from the database clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from helixcode.config import Settings
+from helixcode.domain.enums import TaskStatus
+from helixcode.errors import StoreError
+from helixcode.store import migrate
+from helixcode.store.database import WRITE, create_engine, db_now
+from helixcode.store.tables import events
+
+__all__ = ["DONE", "TERMINAL", "StoreBase", "event"]
+
+DONE = (TaskStatus.SUCCEEDED.value, TaskStatus.SKIPPED.value)
+TERMINAL = tuple(s.value for s in TaskStatus if s.terminal)
+
+
+def event(
+    job_id: str,
+    kind: str,
+    now: float,
+    *,
+    task_id: int | None = None,
+    attempt: int | None = None,
+    worker_id: str | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """One event row; ``details`` is free-form JSON."""
+    return {
+        "job_id": job_id,
+        "task_id": task_id,
+        "kind": kind,
+        "details": details,
+        "attempt": attempt,
+        "worker_id": worker_id,
+        "created_at": now,
+    }
+
+
+class StoreBase:
+    """Connection handling shared by the store's parts; use ``Store``, which combines them."""
+
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._writer = engine.execution_options(**{WRITE: True})
+
+    @classmethod
+    async def open(cls, settings: Settings, *, upgrade: bool = True) -> Self:
+        """Connect, and bring the schema up to date unless told not to."""
+        store = cls(create_engine(settings.database), settings)
+        if upgrade:
+            try:
+                await store.upgrade()
+            except BaseException:
+                await store.aclose()
+                raise
+        return store
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    async def upgrade(self) -> None:
+        """Apply pending migrations; cheap when the schema is current."""
+        try:
+            if await migrate.current_revision(self.engine) == migrate.head_revision():
+                return
+            await migrate.upgrade(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"cannot migrate the database: {exc}") from exc
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._writer.begin() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"database error: {exc.orig}") from exc
+
+    @staticmethod
+    async def _now(conn: AsyncConnection) -> float:
+        return float((await conn.execute(sa.select(db_now()))).scalar_one())
+
+    async def now(self) -> float:
+        """The database clock, in epoch seconds."""
+        async with self._read() as conn:
+            return await self._now(conn)
+
+    @staticmethod
+    async def _events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows built by ``event(...)`` to the log."""
+        if rows:
+            await conn.execute(events.insert(), list(rows))

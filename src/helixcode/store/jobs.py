@@ -1,0 +1,227 @@
+"""Jobs: submission in one transaction, lookup, summaries, listings and the event log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from helixcode.domain.enums import JobStatus, TaskStatus
+from helixcode.domain.models import Event, Job, JobSummary, Task
+from helixcode.domain.ordering import claim_rank
+from helixcode.domain.plan import JobSpec
+from helixcode.domain.progress import LeafProgress, estimate_eta
+from helixcode.errors import NotFound
+from helixcode.store.base import DONE, TERMINAL, StoreBase, event
+from helixcode.store.rows import event_from_row, job_from_row, task_from_row
+from helixcode.store.tables import events, jobs, task_dependencies, tasks
+
+__all__ = ["JobOps"]
+
+
+class JobOps(StoreBase):
+    # -- jobs -----------------------------------------------------------------------------------
+
+    async def create_job(self, spec: JobSpec, *, workdir: str | None = None) -> Job:
+        """Insert a validated job with all its tasks and dependencies in one transaction."""
+        defaults = self.settings.tasks
+        job_id = uuid.uuid4().hex[:12]
+        async with self._write() as conn:
+            now = await self._now(conn)
+            await conn.execute(
+                jobs.insert().values(
+                    id=job_id,
+                    name=spec.name,
+                    description=spec.description,
+                    status=JobStatus.RUNNING.value,
+                    workdir=workdir or spec.workdir,
+                    spec=spec.model_dump(mode="json"),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            rows = [
+                {
+                    "job_id": job_id,
+                    "key": t.id,
+                    "type": t.type.value,
+                    "title": t.title,
+                    "description": t.description,
+                    "priority": t.priority.rank,
+                    "claim_rank": claim_rank(t.priority.rank, t.criticality.rank),
+                    "criticality": t.criticality.rank,
+                    "requires": list(t.requires),
+                    "run": t.run.model_dump(mode="json"),
+                    "status": (TaskStatus.BLOCKED if t.depends_on else TaskStatus.READY).value,
+                    "pending_deps": len(t.depends_on),
+                    "max_attempts": t.max_attempts or defaults.max_attempts,
+                    "timeout": t.timeout if t.timeout is not None else defaults.timeout,
+                    "created_at": now,
+                    "ready_at": None if t.depends_on else now,
+                }
+                for t in spec.tasks
+            ]
+            result = await conn.execute(
+                tasks.insert().returning(tasks.c.id, tasks.c.key, sort_by_parameter_order=True), rows
+            )
+            ids = {key: task_id for task_id, key in result.all()}
+            deps = [{"task_id": ids[t.id], "depends_on_id": ids[d]} for t in spec.tasks for d in t.depends_on]
+            if deps:
+                await conn.execute(task_dependencies.insert(), deps)
+            created = [event(job_id, "created", now, tasks=len(rows))]
+            ready = [event(job_id, "ready", now, task_id=ids[t.id]) for t in spec.tasks if not t.depends_on]
+            await self._events(conn, created + ready)
+            job_row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().one()
+        return job_from_row(job_row)
+
+    async def resolve_job_id(self, ref: str) -> str:
+        """A job id from a unique prefix of it (ids are long; people type a few characters)."""
+        async with self._read() as conn:
+            found = (
+                (
+                    await conn.execute(
+                        sa.select(jobs.c.id).where(jobs.c.id.startswith(ref, autoescape=True)).limit(2)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        if not found:
+            raise NotFound(f"no job '{ref}'")
+        if len(found) > 1 and ref not in found:
+            raise NotFound(f"job '{ref}' is ambiguous: give more characters")
+        return ref if ref in found else found[0]
+
+    async def get_job(self, job_id: str) -> Job:
+        async with self._read() as conn:
+            row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().first()
+        if row is None:
+            raise NotFound(f"no job '{job_id}'")
+        return job_from_row(row)
+
+    async def job_summary(self, job_id: str) -> JobSummary:
+        """Counts, weighted progress, and an ETA measured from finished tasks' durations."""
+        job = await self.get_job(job_id)
+        async with self._read() as conn:
+            summary = (await self._summaries(conn, [job]))[0]
+            if job.status.terminal:
+                return summary
+            now = await self._now(conn)
+            children = tasks.alias("children")
+            leaf = ~sa.exists().where(children.c.parent_id == tasks.c.id)
+            rows = (
+                await conn.execute(
+                    sa.select(
+                        tasks.c.type,
+                        tasks.c.status,
+                        tasks.c.progress,
+                        tasks.c.started_at,
+                        tasks.c.finished_at,
+                    ).where(tasks.c.job_id == job_id, leaf)
+                )
+            ).all()
+        leaves = [
+            LeafProgress(
+                type=t,
+                progress=1.0 if s in DONE else p,
+                done=s in TERMINAL,
+                duration=(f - st) if s == TaskStatus.SUCCEEDED.value and f and st else None,
+                running_for=(now - st) if s == TaskStatus.RUNNING.value and st else None,
+            )
+            for t, s, p, st, f in rows
+        ]
+        running = sum(1 for leaf in leaves if leaf.running_for is not None)
+        return replace(summary, eta_seconds=estimate_eta(leaves, running))
+
+    async def list_jobs(self, limit: int = 50) -> list[JobSummary]:
+        async with self._read() as conn:
+            rows = (
+                await conn.execute(sa.select(jobs).order_by(jobs.c.created_at.desc()).limit(limit))
+            ).mappings()
+            return await self._summaries(conn, [job_from_row(r) for r in rows])
+
+    async def _summaries(self, conn: AsyncConnection, job_list: Sequence[Job]) -> list[JobSummary]:
+        if not job_list:
+            return []
+        done = sa.case((tasks.c.status.in_(DONE), 1.0), else_=tasks.c.progress)
+        children = tasks.alias("children")
+        leaf = ~sa.exists().where(children.c.parent_id == tasks.c.id)
+        stmt = (
+            sa.select(
+                tasks.c.job_id,
+                tasks.c.status,
+                sa.func.count(),
+                sa.func.sum(sa.case((leaf, tasks.c.weight), else_=0.0)),
+                sa.func.sum(sa.case((leaf, tasks.c.weight * done), else_=0.0)),
+            )
+            .where(tasks.c.job_id.in_([j.id for j in job_list]))
+            .group_by(tasks.c.job_id, tasks.c.status)
+        )
+        counts: dict[str, dict[TaskStatus, int]] = {j.id: {} for j in job_list}
+        weights: dict[str, list[float]] = {j.id: [0.0, 0.0] for j in job_list}
+        for job_id, status, n, total, finished in (await conn.execute(stmt)).all():
+            counts[job_id][TaskStatus(status)] = n
+            weights[job_id][0] += total or 0.0
+            weights[job_id][1] += finished or 0.0
+        return [
+            JobSummary(
+                job=j,
+                counts=counts[j.id],
+                progress=(weights[j.id][1] / weights[j.id][0]) if weights[j.id][0] else 0.0,
+            )
+            for j in job_list
+        ]
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    async def list_tasks(self, job_id: str, statuses: Iterable[TaskStatus] | None = None) -> list[Task]:
+        """The job's tasks in creation order, with dependency and parent keys filled in."""
+        stmt = sa.select(tasks).where(tasks.c.job_id == job_id).order_by(tasks.c.id)
+        if statuses is not None:
+            stmt = stmt.where(tasks.c.status.in_([s.value for s in statuses]))
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+            keys = dict(
+                (await conn.execute(sa.select(tasks.c.id, tasks.c.key).where(tasks.c.job_id == job_id))).all()
+            )
+            dep_rows = (
+                await conn.execute(
+                    sa.select(task_dependencies.c.task_id, task_dependencies.c.depends_on_id)
+                    .join(tasks, tasks.c.id == task_dependencies.c.task_id)
+                    .where(tasks.c.job_id == job_id)
+                    .order_by(task_dependencies.c.task_id, task_dependencies.c.depends_on_id)
+                )
+            ).all()
+        deps: dict[int, list[str]] = {}
+        for task_id, dep_id in dep_rows:
+            deps.setdefault(task_id, []).append(keys[dep_id])
+        return [
+            task_from_row(
+                r, tuple(deps.get(r["id"], ())), keys.get(r["parent_id"]) if r["parent_id"] else None
+            )
+            for r in rows
+        ]
+
+    async def get_task(self, job_id: str, key: str) -> Task:
+        for task in await self.list_tasks(job_id):
+            if task.key == key:
+                return task
+        raise NotFound(f"job {job_id} has no task '{key}'")
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def list_events(self, job_id: str, after_id: int = 0, limit: int = 1000) -> list[Event]:
+        """Events of a job after ``after_id``, oldest first; the id doubles as a resume cursor."""
+        stmt = (
+            sa.select(events, tasks.c.key.label("task_key"))
+            .select_from(events.outerjoin(tasks, tasks.c.id == events.c.task_id))
+            .where(events.c.job_id == job_id, events.c.id > after_id)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [event_from_row(r, r["task_key"]) for r in rows]

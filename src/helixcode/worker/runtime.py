@@ -1,0 +1,250 @@
+"""The worker: claim tasks, run them with executors, keep their leases alive, drain on request.
+
+Three loops share one process: the claim loop (fills free slots, runs maintenance when idle), the
+heartbeat loop (renews every held lease in one round trip and cancels attempts whose lease is gone or
+whose job was cancelled) and one runner per task. The database stays the source of truth: a worker
+holds nothing that another could not resume from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from helixcode import __version__
+from helixcode.agent.executors import TaskContext, executor_for
+from helixcode.config import Settings
+from helixcode.domain.enums import Criticality
+from helixcode.domain.models import Claim, LeaseState
+from helixcode.errors import LeaseLost, StoreError, TaskFailed
+from helixcode.store.store import Store
+from helixcode.store.workers import WorkerInfo
+
+__all__ = ["Worker", "WorkerOptions"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int = 2
+    capabilities: Sequence[str] = ()
+    exit_when_idle: bool = False
+    name: str | None = None
+    min_criticality: Criticality | None = None
+
+
+@dataclass
+class _Running:
+    claim: Claim
+    runner: asyncio.Task[None]
+    stop_reason: str | None = None
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    abandoned: int = 0
+    handed_back: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """One worker process's runtime. ``await worker.run()``; ``worker.stop()`` drains it."""
+
+    def __init__(self, store: Store, settings: Settings, options: WorkerOptions) -> None:
+        self.store = store
+        self.settings = settings
+        self.options = options
+        host = socket.gethostname()
+        self.id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.name = options.name or f"{host}:{os.getpid()}"
+        self.capabilities = tuple(sorted(set(options.capabilities)))
+        self.stats = WorkerStats()
+        self._running: dict[int, _Running] = {}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; finish running tasks within the drain timeout, then hand back the rest."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> WorkerStats:
+        await self.store.register_worker(
+            WorkerInfo(
+                id=self.id,
+                name=self.name,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                version=__version__,
+                capabilities=self.capabilities,
+                resources={},
+                concurrency=self.options.concurrency,
+            )
+        )
+        log.info("worker started", extra={"action": "worker.start", "worker": self.id})
+        heart = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+            with contextlib.suppress(StoreError):
+                await self.store.deregister_worker(self.id)
+        return self.stats
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        poll = self.settings.workers.poll_interval
+        last_maintenance = 0.0
+        while not self._stopping.is_set():
+            free = self.options.concurrency - len(self._running)
+            claims: list[Claim] = []
+            if free > 0:
+                claims = await self._guarded(
+                    self.store.claim(
+                        self.id, self.capabilities, free, min_criticality=self.options.min_criticality
+                    ),
+                    [],
+                )
+                for claim in claims:
+                    self._start(claim)
+            if claims:
+                continue
+            if time.monotonic() - last_maintenance >= poll:
+                last_maintenance = time.monotonic()
+                await self._guarded(self.store.maintain(), None)
+                if free > 0 and await self._guarded(self._claimable(), False):
+                    continue
+            if (
+                self.options.exit_when_idle
+                and not self._running
+                and not await self._guarded(self.store.has_work(self.capabilities), True)
+            ):
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll)
+
+    async def _claimable(self) -> bool:
+        return await self.store.has_work(self.capabilities) and not self._stopping.is_set()
+
+    async def _guarded(self, coro: Any, fallback: Any) -> Any:
+        """Database trouble must not kill the worker: log it, and let the next loop retry."""
+        try:
+            return await coro
+        except StoreError as exc:
+            log.warning("database error: %s", exc, extra={"action": "worker.db_error", "worker": self.id})
+            await asyncio.sleep(min(5.0, self.settings.workers.poll_interval))
+            return fallback
+
+    def _start(self, claim: Claim) -> None:
+        self.stats.claimed += 1
+        runner = asyncio.create_task(self._execute(claim), name=f"task-{claim.task.id}")
+        self._running[claim.task.id] = _Running(claim, runner)
+        runner.add_done_callback(lambda _t, tid=claim.task.id: self._finished(tid))
+
+    def _finished(self, task_id: int) -> None:
+        self._running.pop(task_id, None)
+        self._wake.set()
+
+    # -- running one task -----------------------------------------------------------------------
+
+    async def _execute(self, claim: Claim) -> None:
+        task = claim.task
+        ctx = TaskContext(
+            claim=claim,
+            database_url=self.settings.database.url,
+            save_checkpoint=lambda name, data: self.store.save_checkpoint(task.id, claim.token, name, data),
+            report_progress=lambda f, m: self.store.report_progress(task.id, claim.token, f, m),
+        )
+        try:
+            async with asyncio.timeout(task.timeout):
+                output = await executor_for(task.run).execute(ctx)
+        except asyncio.CancelledError:
+            await self._after_cancel(claim)
+            raise
+        except TimeoutError:
+            await self._report_failure(claim, TaskFailed(f"timed out after {task.timeout:g}s"))
+        except TaskFailed as exc:
+            await self._report_failure(claim, exc)
+        except LeaseLost:
+            self.stats.abandoned += 1
+            log.warning("lease lost", extra={"action": "task.lease_lost", "task": task.id, "worker": self.id})
+        except Exception as exc:  # an executor bug must fail the attempt, not the worker
+            log.exception("executor crashed", extra={"action": "task.crash", "task": task.id})
+            await self._report_failure(claim, TaskFailed(f"{type(exc).__name__}: {exc}"))
+        else:
+            try:
+                await self.store.complete(task.id, claim.token, output)
+                self.stats.succeeded += 1
+            except LeaseLost:
+                self.stats.abandoned += 1
+
+    async def _report_failure(self, claim: Claim, exc: TaskFailed) -> None:
+        try:
+            await self.store.fail(
+                claim.task.id, claim.token, str(exc), retryable=exc.retryable, output=exc.output
+            )
+            self.stats.failed += 1
+        except LeaseLost:
+            self.stats.abandoned += 1
+
+    async def _after_cancel(self, claim: Claim) -> None:
+        entry = self._running.get(claim.task.id)
+        reason = entry.stop_reason if entry else None
+        if reason == "drain":
+            with contextlib.suppress(LeaseLost, StoreError):
+                await self.store.hand_back(claim.task.id, claim.token, "worker stopping")
+                self.stats.handed_back += 1
+        else:
+            self.stats.abandoned += 1
+
+    # -- heartbeats -----------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.tasks.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            leases = {tid: r.claim.token for tid, r in self._running.items()}
+            status = "draining" if self._stopping.is_set() else "active"
+            try:
+                states = await self.store.heartbeat(self.id, leases, resources=None, status=status)
+            except StoreError as exc:
+                log.warning("heartbeat failed: %s", exc, extra={"action": "worker.heartbeat_error"})
+                continue
+            for task_id, state in states.items():
+                if state is not LeaseState.HELD and (entry := self._running.get(task_id)):
+                    entry.stop_reason = state.value
+                    entry.runner.cancel()
+
+    # -- draining -------------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        runners = [r.runner for r in self._running.values()]
+        timeout = self.settings.workers.drain_timeout if self._stopping.is_set() else None
+        _done, pending = await asyncio.wait(runners, timeout=timeout)
+        for entry in list(self._running.values()):
+            if entry.runner in pending:
+                entry.stop_reason = "drain"
+                entry.runner.cancel()
+        if pending:
+            await asyncio.wait(pending)
