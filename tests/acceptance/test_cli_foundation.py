@@ -92,5 +92,8 @@ def test_config_show_masks_secrets(cli: Cli) -> None:
 
 
 def test_db_upgrade_and_current(cli: Cli) -> None:
-    assert "revision 0001" in cli("db", "upgrade").stdout
-    assert "revision 0001; head 0001" in cli("db", "current").stdout
+    from helixcode.store.migrate import head_revision
+
+    head = head_revision()
+    assert f"revision {head}" in cli("db", "upgrade").stdout
+    assert f"revision {head}; head {head}" in cli("db", "current").stdout

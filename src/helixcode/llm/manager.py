@@ -1,0 +1,375 @@
+"""The manager: one front for every configured provider, with selection, retries, fallback and records.
+
+Calls go down a stack of small methods, ``chat`` -> ``_with_fallback`` -> ``_with_retries`` -> ``_call_once``;
+the decisions in between are the pure functions of :mod:`helixcode.llm.policy`.
+
+    async with LLMManager(entries) as llm:
+        reply = await llm.chat(ChatRequest([Message.user("hi")]))
+        async with llm.stream(request) as events:
+            async for event in events: ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from helixcode.llm.base import ChatStream, Provider
+from helixcode.llm.errors import (
+    ContextLengthExceeded,
+    LLMError,
+    NoCandidate,
+    RateLimited,
+    StreamInterrupted,
+)
+from helixcode.llm.health import CircuitBreaker, Cooldowns, HealthMonitor
+from helixcode.llm.policy import (
+    Candidate,
+    Requirements,
+    RetryPolicy,
+    counts_against_breaker,
+    decide,
+    larger_windows,
+    model_matches,
+    select,
+)
+from helixcode.llm.types import ChatRequest, ChatResponse, ModelCapabilities, ModelInfo, StreamEvent, Usage
+
+__all__ = ["CallRecord", "LLMManager", "ManagedStream", "ProviderEntry"]
+
+log = logging.getLogger(__name__)
+
+#: Weight of the newest latency sample in the moving average used for selection.
+LATENCY_ALPHA = 0.3
+#: A 429 without ``Retry-After`` cools the model down this long.
+DEFAULT_COOLDOWN = 1.0
+
+
+@dataclass
+class ProviderEntry:
+    provider: Provider
+    priority: int = 100
+    cost: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One attempt on one candidate: what it cost and how it went."""
+
+    provider: str
+    model: str
+    ok: bool
+    latency_s: float
+    first_event_s: float | None = None
+    usage: Usage | None = None
+    error: str | None = None
+    streamed: bool = False
+
+
+class LLMManager:
+    def __init__(
+        self,
+        entries: Mapping[str, ProviderEntry],
+        *,
+        policy: RetryPolicy | None = None,
+        breaker_threshold: int = 3,
+        breaker_cooldown: float = 30.0,
+        health_interval: float = 30.0,
+        default_provider: str | None = None,
+        default_model: str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.entries = dict(entries)
+        self.providers = {name: e.provider for name, e in self.entries.items()}
+        self.policy = policy or RetryPolicy()
+        self.breakers = {
+            name: CircuitBreaker(breaker_threshold, breaker_cooldown, clock=clock) for name in self.entries
+        }
+        self.cooldowns = Cooldowns(clock=clock)
+        self.monitor = HealthMonitor(self.providers, interval=health_interval)
+        self.default_provider = default_provider
+        self.default_model = default_model
+        self.records: deque[CallRecord] = deque(maxlen=1000)
+        self.latency: dict[tuple[str, str], float] = {}
+        self.discovery_errors: dict[str, str] = {}
+        self._catalog: list[Candidate] | None = None
+        self._sleep = sleep
+
+    # -- lifecycle --
+
+    async def start(self, *, monitor: bool = True) -> None:
+        """Discover models and start the background health monitor."""
+        await self.refresh_models()
+        if monitor:
+            self.monitor.start()
+
+    async def aclose(self) -> None:
+        await self.monitor.stop()
+        await asyncio.gather(*(p.aclose() for p in self.providers.values()), return_exceptions=True)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    # -- discovery and selection --
+
+    async def refresh_models(self) -> dict[str, list[ModelInfo]]:
+        """Ask every provider for its models; one that cannot answer falls back to its configured list."""
+        names = list(self.providers)
+        answers = await asyncio.gather(
+            *(self.providers[n].list_models() for n in names), return_exceptions=True
+        )
+        found: dict[str, list[ModelInfo]] = {}
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer
+                self.discovery_errors[name] = str(answer)
+                p = self.providers[name]
+                caps = p.configured_capabilities or ModelCapabilities()
+                answer = [ModelInfo(m, name, caps) for m in p.models]
+            else:
+                self.discovery_errors.pop(name, None)
+            found[name] = answer
+        self._catalog = [
+            Candidate(m.provider, m.name, m.capabilities, self.entries[n].priority, self.entries[n].cost)
+            for n, models in found.items()
+            for m in models
+        ]
+        return found
+
+    async def catalog(self) -> list[Candidate]:
+        if self._catalog is None:
+            await self.refresh_models()
+        return [
+            dataclasses.replace(c, latency_s=self.latency.get((c.provider, c.model)))
+            for c in self._catalog or []
+        ]
+
+    def available(self, c: Candidate) -> bool:
+        return (
+            self.monitor.healthy(c.provider)
+            and self.breakers[c.provider].allows()
+            and not self.cooldowns.is_cool(c.provider, c.model)
+        )
+
+    async def candidates(
+        self, request: ChatRequest, requirements: Requirements | None = None, provider: str | None = None
+    ) -> list[Candidate]:
+        """Who may serve ``request``, best first."""
+        provider = provider or self.default_provider
+        wanted = request.model or (self.default_model if provider == self.default_provider else None)
+        if provider is not None and provider not in self.providers:
+            raise NoCandidate(f"no provider named {provider!r} (configured: {', '.join(self.providers)})")
+        pool = [
+            c
+            for c in await self.catalog()
+            if (provider is None or c.provider == provider)
+            and (wanted is None or model_matches(c.model, wanted))
+        ]
+        return select(pool, Requirements.for_request(request, requirements), available=self.available)
+
+    # -- chat: _with_fallback -> _with_retries -> _call_once --
+
+    async def chat(
+        self, request: ChatRequest, *, requirements: Requirements | None = None, provider: str | None = None
+    ) -> ChatResponse:
+        queue = await self.candidates(request, requirements, provider)
+        return await self._with_fallback(request, queue)
+
+    async def _with_fallback(self, request: ChatRequest, queue: list[Candidate]) -> ChatResponse:
+        attempts: list[tuple[str, str]] = []
+        while queue:
+            cand = queue.pop(0)
+            try:
+                return await self._with_retries(cand, request)
+            except LLMError as exc:
+                queue = self._after_failure(cand, exc, queue, attempts)
+        raise NoCandidate("no model could serve the request", attempts)
+
+    def _after_failure(
+        self, cand: Candidate, exc: LLMError, queue: list[Candidate], attempts: list[tuple[str, str]]
+    ) -> list[Candidate]:
+        """The candidates left after ``cand`` failed for good; raises when falling back cannot help."""
+        if decide(exc, self.policy.attempts_per_candidate, self.policy).action == "raise":
+            raise exc
+        attempts.append((f"{cand.provider}/{cand.model}", str(exc)))
+        log.info(
+            "falling back",
+            extra={
+                "action": "llm.fallback",
+                "provider": cand.provider,
+                "model": cand.model,
+                "error": str(exc),
+            },
+        )
+        if isinstance(exc, ContextLengthExceeded):
+            return larger_windows(queue, exc)
+        return [c for c in queue if self.available(c)]
+
+    async def _with_retries(self, cand: Candidate, request: ChatRequest) -> ChatResponse:
+        attempt = 0
+        while True:
+            try:
+                return await self._call_once(cand, request)
+            except LLMError as exc:
+                decision = decide(exc, attempt, self.policy)
+                if decision.action != "retry" or not self.available(cand):
+                    raise
+                await self._sleep(decision.delay)
+                attempt += 1
+
+    async def _call_once(self, cand: Candidate, request: ChatRequest) -> ChatResponse:
+        self.breakers[cand.provider].begin()
+        started = time.monotonic()
+        try:
+            reply = await self.providers[cand.provider].chat(dataclasses.replace(request, model=cand.model))
+        except LLMError as exc:
+            self._record_failure(cand, exc, started)
+            raise
+        self._record(
+            cand, CallRecord(cand.provider, cand.model, True, time.monotonic() - started, usage=reply.usage)
+        )
+        return reply
+
+    # -- streaming --
+
+    def stream(
+        self, request: ChatRequest, *, requirements: Requirements | None = None, provider: str | None = None
+    ) -> ManagedStream:
+        """A stream that falls back transparently until its first event, and says so after."""
+        return ManagedStream(self, request, requirements, provider)
+
+    async def _stream_events(
+        self,
+        holder: ManagedStream,
+        request: ChatRequest,
+        requirements: Requirements | None,
+        provider: str | None,
+    ) -> AsyncGenerator[StreamEvent, None]:
+        queue = await self.candidates(request, requirements, provider)
+        attempts: list[tuple[str, str]] = []
+        while queue:
+            cand = queue.pop(0)
+            attempt = 0
+            while True:
+                started = time.monotonic()
+                inner = self.providers[cand.provider].stream(dataclasses.replace(request, model=cand.model))
+                holder.current = inner
+                self.breakers[cand.provider].begin()
+                try:
+                    async with inner:
+                        async for event in inner:
+                            yield event
+                except LLMError as exc:
+                    self._record_failure(cand, exc, started, inner)
+                    if inner.content_started:
+                        raise StreamInterrupted(inner.response, exc) from exc
+                    decision = decide(exc, attempt, self.policy)
+                    if decision.action == "retry" and self.available(cand):
+                        await self._sleep(decision.delay)
+                        attempt += 1
+                        continue
+                    queue = self._after_failure(cand, exc, queue, attempts)
+                    break
+                record = CallRecord(
+                    cand.provider,
+                    cand.model,
+                    True,
+                    time.monotonic() - started,
+                    first_event_s=inner.first_event_s,
+                    usage=inner.usage,
+                    streamed=True,
+                )
+                self._record(cand, record)
+                return
+        raise NoCandidate("no model could serve the request", attempts)
+
+    # -- records --
+
+    def _record(self, cand: Candidate, record: CallRecord) -> None:
+        self.records.append(record)
+        if record.ok:
+            self.breakers[cand.provider].record_success()
+            sample = record.first_event_s if record.streamed and record.first_event_s else record.latency_s
+            key = (cand.provider, cand.model)
+            old = self.latency.get(key)
+            self.latency[key] = sample if old is None else (1 - LATENCY_ALPHA) * old + LATENCY_ALPHA * sample
+        usage = record.usage or Usage()
+        log.info(
+            "llm call",
+            extra={
+                "action": "llm.call",
+                "provider": record.provider,
+                "model": record.model,
+                "ok": record.ok,
+                "latency_s": round(record.latency_s, 4),
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "error": record.error,
+            },
+        )
+
+    def _record_failure(
+        self, cand: Candidate, exc: LLMError, started: float, inner: ChatStream | None = None
+    ) -> None:
+        if counts_against_breaker(exc):
+            self.breakers[cand.provider].record_failure()
+        if isinstance(exc, RateLimited):
+            self.cooldowns.cool(cand.provider, cand.model, exc.retry_after or DEFAULT_COOLDOWN)
+        record = CallRecord(
+            cand.provider,
+            cand.model,
+            False,
+            time.monotonic() - started,
+            first_event_s=inner.first_event_s if inner else None,
+            usage=inner.usage if inner else None,
+            error=f"{type(exc).__name__}: {exc}",
+            streamed=inner is not None,
+        )
+        self._record(cand, record)
+
+
+class ManagedStream:
+    """The manager's stream: an async context manager and iterator of events; ``current`` is the provider
+    stream in use (its ``response`` is the reply so far)."""
+
+    def __init__(
+        self,
+        manager: LLMManager,
+        request: ChatRequest,
+        requirements: Requirements | None,
+        provider: str | None,
+    ) -> None:
+        self.current: ChatStream | None = None
+        self._events = manager._stream_events(self, request, requirements, provider)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._events.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        return await anext(self._events)
+
+    @property
+    def response(self) -> ChatResponse | None:
+        return self.current.response if self.current else None
