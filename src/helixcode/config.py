@@ -95,6 +95,7 @@ class WorkersSettings(_Section):
     degrade_below: Literal["low", "normal", "high", "critical"] = Field(
         default="normal", description="when degraded, tasks below this criticality wait"
     )
+    heartbeat_retention: float = Field(default=3600.0, gt=0, description="seconds of resource history kept")
 
 
 class ProviderSettings(_Section):

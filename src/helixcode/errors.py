@@ -5,6 +5,7 @@
      ├── PlanError                   an invalid task graph; carries every fault found
      │    └── CycleError             names the cycle: ``a -> b -> c -> a``
      ├── StoreError                  the database failed; the driver's error is ``__cause__``
+     │    ├── DatabaseUnavailable    cannot reach the database (connection refused or dropped): retry later
      │    └── NotFound               a job, task or worker that does not exist
      ├── SchedulerError              a request the engine refuses
      │    ├── InvalidTransition      a status change the state machine forbids
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 __all__ = [
     "ConfigError",
     "CycleError",
+    "DatabaseUnavailable",
     "HelixError",
     "InvalidTransition",
     "LLMError",
@@ -60,6 +62,10 @@ class CycleError(PlanError):
 
 class StoreError(HelixError):
     """The database could not do what was asked."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database cannot be reached right now; the same call may succeed later."""
 
 
 class NotFound(StoreError):

@@ -119,6 +119,9 @@ class Maintenance:
     retries_ready: int = 0
     aged: int = 0
     workers_lost: int = 0
+    degraded: bool = False
+    paused_for_capacity: int = 0
+    resumed_after_capacity: int = 0
 
 
 @dataclass(frozen=True, slots=True)

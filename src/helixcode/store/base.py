@@ -15,15 +15,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from helixcode.config import Settings
 from helixcode.domain.enums import TaskStatus
-from helixcode.errors import StoreError
+from helixcode.errors import DatabaseUnavailable, StoreError
 from helixcode.store import migrate
 from helixcode.store.database import WRITE, create_engine, db_now
 from helixcode.store.tables import events
 
-__all__ = ["DONE", "TERMINAL", "StoreBase", "event"]
+__all__ = ["DONE", "READY_CHANNEL", "TERMINAL", "StoreBase", "event"]
 
 DONE = (TaskStatus.SUCCEEDED.value, TaskStatus.SKIPPED.value)
 TERMINAL = tuple(s.value for s in TaskStatus if s.terminal)
+
+
+#: The PostgreSQL channel idle workers LISTEN on, and the events that make a task claimable.
+READY_CHANNEL = "helix_ready"
+WAKING_EVENTS = frozenset({"ready", "requeued"})
+
+
+def _translate(exc: sa.exc.DBAPIError) -> StoreError:
+    """Connection trouble is worth retrying; anything else is a real error."""
+    if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+        return DatabaseUnavailable(f"database unavailable: {exc.orig}")
+    return StoreError(f"database error: {exc.orig}")
 
 
 def event(
@@ -98,7 +110,7 @@ class StoreBase:
             async with self.engine.connect() as conn:
                 yield conn
         except sa.exc.DBAPIError as exc:
-            raise StoreError(f"database error: {exc.orig}") from exc
+            raise _translate(exc) from exc
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
@@ -106,7 +118,7 @@ class StoreBase:
             async with self._writer.begin() as conn:
                 yield conn
         except sa.exc.DBAPIError as exc:
-            raise StoreError(f"database error: {exc.orig}") from exc
+            raise _translate(exc) from exc
 
     @staticmethod
     async def _now(conn: AsyncConnection) -> float:
@@ -117,8 +129,11 @@ class StoreBase:
         async with self._read() as conn:
             return await self._now(conn)
 
-    @staticmethod
-    async def _events(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-        """Append rows built by ``event(...)`` to the log."""
-        if rows:
-            await conn.execute(events.insert(), list(rows))
+    async def _events(self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows built by ``event(...)`` to the log; on PostgreSQL, wake idle workers when a task
+        became claimable (the notification is delivered at commit, so a woken worker sees the task)."""
+        if not rows:
+            return
+        await conn.execute(events.insert(), list(rows))
+        if self.dialect == "postgresql" and any(r["kind"] in WAKING_EVENTS for r in rows):
+            await conn.execute(sa.select(sa.func.pg_notify(READY_CHANNEL, "")))

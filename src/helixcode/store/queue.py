@@ -98,12 +98,20 @@ class QueueOps(StoreBase):
         )
         if min_criticality is not None:
             candidates = candidates.where(tasks.c.criticality >= min_criticality.rank)
+        chosen: sa.Select[Any] | sa.ScalarSelect[Any] = candidates.scalar_subquery()
         if self.dialect == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True, of=tasks)
+            # A materialised CTE is evaluated once. As a plain IN subquery the planner may rescan it per
+            # row (a semi join), and each rescan with SKIP LOCKED leases more rows: more than ``limit``.
+            picked = (
+                candidates.with_for_update(skip_locked=True, of=tasks)
+                .cte("candidates")
+                .prefix_with("MATERIALIZED")
+            )
+            chosen = sa.select(picked.c.id)
         now = db_now()
         stmt = (
             tasks.update()
-            .where(tasks.c.id.in_(candidates.scalar_subquery()), tasks.c.status == S.READY.value)
+            .where(tasks.c.id.in_(chosen), tasks.c.status == S.READY.value)
             .values(
                 status=S.RUNNING.value,
                 lease_owner=worker_id,
@@ -654,9 +662,8 @@ class QueueOps(StoreBase):
     # -- maintenance ----------------------------------------------------------------------------
 
     async def maintain(self) -> Maintenance:
-        """Requeue expired leases, make due retries ready, age waiting tasks. Safe to call from anywhere:
-        on PostgreSQL only one caller at a time does the work (an advisory lock), the rest skip."""
-        cfg = self.settings.tasks
+        """One maintenance pass in one transaction. Safe to call from anywhere: on PostgreSQL only one
+        caller at a time does the work (an advisory lock) and the rest skip (the reaper is the caller)."""
         async with self._write() as conn:
             if self.dialect == "postgresql":
                 got = (
@@ -665,72 +672,80 @@ class QueueOps(StoreBase):
                 if not got:
                     return Maintenance()
             now = await self._now(conn)
-            expired = [tasks.c.status == S.RUNNING.value, tasks.c.lease_expires_at < now]
-            gave_up = (
-                await conn.execute(
-                    tasks.update()
-                    .where(*expired, tasks.c.lease_losses + 1 >= cfg.max_lease_losses)
-                    .values(
-                        status=S.FAILED.value,
-                        lease_losses=tasks.c.lease_losses + 1,
-                        finished_at=now,
-                        last_error="lost its worker too many times",
-                        **_LEASE_CLEARED,
-                    )
-                    .returning(tasks.c.id, tasks.c.job_id, tasks.c.attempts, tasks.c.lease_owner)
-                )
-            ).all()
-            requeued = (
-                await conn.execute(
-                    tasks.update()
-                    .where(*expired)
-                    .values(
-                        status=S.READY.value,
-                        lease_losses=tasks.c.lease_losses + 1,
-                        ready_at=now,
-                        **_LEASE_CLEARED,
-                    )
-                    .returning(tasks.c.id, tasks.c.job_id, tasks.c.attempts, tasks.c.lease_owner)
-                )
-            ).all()
-            # The RETURNING clause sees new values, so lease_owner is already cleared: name no worker.
-            await self._events(
-                conn,
-                [
-                    event(j, "requeued", now, task_id=t, attempt=a, reason="lease expired")
-                    for t, j, a, _ in requeued
-                ]
-                + [
-                    event(j, "failed", now, task_id=t, attempt=a, reason="lease lost too often")
-                    for t, j, a, _ in gave_up
-                ],
-            )
-            for job_id in sorted({j for _, j, _, _ in gave_up}):
-                await self._after_failure(conn, job_id, [t for t, j, _, _ in gave_up if j == job_id], now)
-            due = (
-                await conn.execute(
-                    tasks.update()
-                    .where(tasks.c.status == S.RETRYING.value, tasks.c.next_attempt_at <= now)
-                    .values(status=S.READY.value, ready_at=now, next_attempt_at=None)
-                    .returning(tasks.c.id, tasks.c.job_id)
-                )
-            ).all()
-            await self._events(conn, [event(j, "ready", now, task_id=t) for t, j in due])
-            aged = await conn.execute(
+            return Maintenance(**await self._maintenance_steps(conn, now))
+
+    async def _maintenance_steps(self, conn: AsyncConnection, now: float) -> dict[str, int]:
+        """Requeue expired leases (failing tasks that lost too many), make due retries ready, age."""
+        cfg = self.settings.tasks
+        expired = [tasks.c.status == S.RUNNING.value, tasks.c.lease_expires_at < now]
+        gave_up = (
+            await conn.execute(
                 tasks.update()
-                .where(
-                    tasks.c.status == S.READY.value,
-                    tasks.c.claim_rank >= CRIT_LEVELS,
-                    tasks.c.ready_at
-                    <= now
-                    - cfg.aging_seconds
-                    * ((TOP_PRIORITY - tasks.c.priority) - tasks.c.claim_rank // CRIT_LEVELS + 1),
+                .where(*expired, tasks.c.lease_losses + 1 >= cfg.max_lease_losses)
+                .values(
+                    status=S.FAILED.value,
+                    lease_losses=tasks.c.lease_losses + 1,
+                    finished_at=now,
+                    last_error="lost its worker too many times",
+                    **_LEASE_CLEARED,
                 )
-                .values(claim_rank=tasks.c.claim_rank - CRIT_LEVELS)
+                .returning(tasks.c.id, tasks.c.job_id, tasks.c.attempts, tasks.c.lease_owner)
             )
-        return Maintenance(
-            requeued=len(requeued), lost_failed=len(gave_up), retries_ready=len(due), aged=aged.rowcount or 0
+        ).all()
+        requeued = (
+            await conn.execute(
+                tasks.update()
+                .where(*expired)
+                .values(
+                    status=S.READY.value,
+                    lease_losses=tasks.c.lease_losses + 1,
+                    ready_at=now,
+                    **_LEASE_CLEARED,
+                )
+                .returning(tasks.c.id, tasks.c.job_id, tasks.c.attempts, tasks.c.lease_owner)
+            )
+        ).all()
+        # The RETURNING clause sees new values, so lease_owner is already cleared: name no worker.
+        await self._events(
+            conn,
+            [
+                event(j, "requeued", now, task_id=t, attempt=a, reason="lease expired")
+                for t, j, a, _ in requeued
+            ]
+            + [
+                event(j, "failed", now, task_id=t, attempt=a, reason="lease lost too often")
+                for t, j, a, _ in gave_up
+            ],
         )
+        for job_id in sorted({j for _, j, _, _ in gave_up}):
+            await self._after_failure(conn, job_id, [t for t, j, _, _ in gave_up if j == job_id], now)
+        due = (
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.status == S.RETRYING.value, tasks.c.next_attempt_at <= now)
+                .values(status=S.READY.value, ready_at=now, next_attempt_at=None)
+                .returning(tasks.c.id, tasks.c.job_id)
+            )
+        ).all()
+        await self._events(conn, [event(j, "ready", now, task_id=t) for t, j in due])
+        aged = await conn.execute(
+            tasks.update()
+            .where(
+                tasks.c.status == S.READY.value,
+                tasks.c.claim_rank >= CRIT_LEVELS,
+                tasks.c.ready_at
+                <= now
+                - cfg.aging_seconds
+                * ((TOP_PRIORITY - tasks.c.priority) - tasks.c.claim_rank // CRIT_LEVELS + 1),
+            )
+            .values(claim_rank=tasks.c.claim_rank - CRIT_LEVELS)
+        )
+        return {
+            "requeued": len(requeued),
+            "lost_failed": len(gave_up),
+            "retries_ready": len(due),
+            "aged": aged.rowcount or 0,
+        }
 
 
 def _checkpoint(row: Mapping[str, Any]) -> Checkpoint:

@@ -15,10 +15,12 @@ __all__ = [
     "checkpoints",
     "events",
     "jobs",
+    "locks",
     "metadata",
     "results",
     "task_dependencies",
     "tasks",
+    "worker_heartbeats",
     "workers",
 ]
 
@@ -90,6 +92,8 @@ tasks = sa.Table(
     sa.Column("started_at", Time),
     sa.Column("finished_at", Time),
     sa.Column("last_error", sa.Text),
+    # Who paused a paused task: "request" (a person) or "capacity" (graceful degradation, undone by itself).
+    sa.Column("paused_by", sa.String(16)),
     sa.UniqueConstraint("job_id", "key"),
     # The claim scan: ready tasks in claim order.
     sa.Index(None, "status", "claim_rank", "ready_at"),
@@ -150,6 +154,27 @@ workers = sa.Table(
     sa.Column("last_heartbeat_at", Time, nullable=False),
     sa.Column("stopped_at", Time),
     sa.Index(None, "status", "last_heartbeat_at"),
+)
+
+#: Recent resource samples per worker, pruned after a short retention, for `helix workers` and plots.
+worker_heartbeats = sa.Table(
+    "worker_heartbeats",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("worker_id", sa.String(64), sa.ForeignKey("workers.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("resources", Json, nullable=False),
+    sa.Index(None, "worker_id", "at"),
+    sa.Index(None, "at"),
+)
+
+#: Named leader leases (the reaper's on SQLite; PostgreSQL uses an advisory lock instead).
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
 )
 
 events = sa.Table(

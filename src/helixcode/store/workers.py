@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from helixcode.domain.enums import Criticality, TaskStatus
 from helixcode.domain.models import LeaseState
-from helixcode.store.base import StoreBase
+from helixcode.store.base import StoreBase, event
 from helixcode.store.queue import QueueOps
-from helixcode.store.tables import tasks, workers
+from helixcode.store.tables import tasks, worker_heartbeats, workers
+
+LIVE = ("active", "draining")
 
 __all__ = ["WorkerInfo", "WorkerOps"]
 
@@ -65,7 +69,7 @@ class WorkerOps(QueueOps, StoreBase):
         resources: Mapping[str, Any] | None = None,
         status: str | None = None,
     ) -> dict[int, LeaseState]:
-        """Record that the worker is alive and renew its leases, in one transaction."""
+        """Record that the worker lives (with a resource sample) and renew its leases in one transaction."""
         values: dict[str, Any] = {"last_heartbeat_at": self._clock()}
         if resources is not None:
             values["resources"] = dict(resources)
@@ -73,7 +77,98 @@ class WorkerOps(QueueOps, StoreBase):
             values["status"] = status
         async with self._write() as conn:
             await conn.execute(workers.update().where(workers.c.id == worker_id).values(**values))
+            if resources is not None:
+                await conn.execute(
+                    worker_heartbeats.insert().values(
+                        worker_id=worker_id, at=self._clock(), resources=dict(resources)
+                    )
+                )
             return await self._renew(conn, worker_id, leases)
+
+    async def worker_history(self, worker_id: str, since: float = 0.0) -> list[tuple[float, dict[str, Any]]]:
+        """Resource samples of one worker, oldest first, for plots."""
+        stmt = (
+            sa.select(worker_heartbeats.c.at, worker_heartbeats.c.resources)
+            .where(worker_heartbeats.c.worker_id == worker_id, worker_heartbeats.c.at >= since)
+            .order_by(worker_heartbeats.c.at)
+        )
+        async with self._read() as conn:
+            return [(at, dict(res)) for at, res in (await conn.execute(stmt)).all()]
+
+    async def _maintenance_steps(self, conn: AsyncConnection, now: float) -> dict[str, Any]:
+        """Workers first: a lost worker's leases expire now, so the task steps requeue them at once."""
+        cfg = self.settings.workers
+        lost = (
+            (
+                await conn.execute(
+                    workers.update()
+                    .where(workers.c.status.in_(LIVE), workers.c.last_heartbeat_at < now - cfg.lost_after)
+                    .values(status="lost")
+                    .returning(workers.c.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if lost:
+            await conn.execute(
+                tasks.update()
+                .where(tasks.c.status == TaskStatus.RUNNING.value, tasks.c.lease_owner.in_(lost))
+                .values(lease_expires_at=now - 1.0)
+            )
+        counts: dict[str, Any] = await super()._maintenance_steps(conn, now)
+        counts["workers_lost"] = len(lost)
+        counts.update(await self._degrade(conn, now))
+        await conn.execute(
+            worker_heartbeats.delete().where(worker_heartbeats.c.at < now - cfg.heartbeat_retention)
+        )
+        return counts
+
+    async def healthy_capacity(self) -> int:
+        async with self._read() as conn:
+            return await self._capacity(conn, await self._now(conn))
+
+    async def _capacity(self, conn: AsyncConnection, now: float) -> int:
+        total = await conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(workers.c.concurrency), 0)).where(
+                workers.c.status == "active",
+                workers.c.last_heartbeat_at >= now - self.settings.workers.lost_after,
+            )
+        )
+        return int(total.scalar_one())
+
+    async def _degrade(self, conn: AsyncConnection, now: float) -> dict[str, Any]:
+        """Below the capacity floor, ready tasks under ``degrade_below`` wait; above it they return."""
+        cfg = self.settings.workers
+        if cfg.capacity_floor <= 0:
+            return {}
+        floor_rank = Criticality(cfg.degrade_below).rank
+        degraded = await self._capacity(conn, now) < cfg.capacity_floor
+        if degraded:
+            changed = (
+                await conn.execute(
+                    tasks.update()
+                    .where(tasks.c.status == TaskStatus.READY.value, tasks.c.criticality < floor_rank)
+                    .values(status=TaskStatus.PAUSED.value, paused_by="capacity")
+                    .returning(tasks.c.id, tasks.c.job_id)
+                )
+            ).all()
+            kind, reason = "paused", "capacity below the floor"
+        else:
+            changed = (
+                await conn.execute(
+                    tasks.update()
+                    .where(tasks.c.status == TaskStatus.PAUSED.value, tasks.c.paused_by == "capacity")
+                    .values(status=TaskStatus.READY.value, paused_by=None, ready_at=now)
+                    .returning(tasks.c.id, tasks.c.job_id)
+                )
+            ).all()
+            kind, reason = "ready", "capacity restored"
+        await self._events(conn, [event(j, kind, now, task_id=t, reason=reason) for t, j in changed])
+        return {
+            "degraded": degraded,
+            "paused_for_capacity" if degraded else "resumed_after_capacity": len(changed),
+        }
 
     async def deregister_worker(self, worker_id: str) -> None:
         async with self._write() as conn:

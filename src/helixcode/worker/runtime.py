@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,9 +24,13 @@ from helixcode.agent.executors import TaskContext, executor_for
 from helixcode.config import Settings
 from helixcode.domain.enums import Criticality
 from helixcode.domain.models import Claim, LeaseState
-from helixcode.errors import LeaseLost, StoreError, TaskFailed
+from helixcode.engine.reaper import Reaper
+from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFailed
 from helixcode.store.store import Store
 from helixcode.store.workers import WorkerInfo
+from helixcode.worker.capabilities import detect_capabilities
+from helixcode.worker.resources import ResourceSampler
+from helixcode.worker.wakeup import ReadyListener
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -40,6 +44,9 @@ class WorkerOptions:
     exit_when_idle: bool = False
     name: str | None = None
     min_criticality: Criticality | None = None
+    detect: bool = True  # add detected capabilities (toolchains, GPUs) to the configured ones
+    reaper: bool = True  # stand for reaper leadership
+    sample_gpu: bool = True
 
 
 @dataclass
@@ -69,8 +76,11 @@ class Worker:
         host = socket.gethostname()
         self.id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.name = options.name or f"{host}:{os.getpid()}"
-        self.capabilities = tuple(sorted(set(options.capabilities)))
+        detected = detect_capabilities() if options.detect else []
+        self.capabilities = tuple(sorted({*options.capabilities, *detected}))
         self.stats = WorkerStats()
+        self.sampler = ResourceSampler(with_gpu=options.sample_gpu)
+        self.reaper = Reaper(store, self.id) if options.reaper else None
         self._running: dict[int, _Running] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -91,28 +101,45 @@ class Worker:
                 pid=os.getpid(),
                 version=__version__,
                 capabilities=self.capabilities,
-                resources={},
+                resources=self.sampler.static(),
                 concurrency=self.options.concurrency,
             )
         )
         log.info("worker started", extra={"action": "worker.start", "worker": self.id})
-        heart = asyncio.create_task(self._heartbeat_loop(), name="heartbeat")
+        helpers = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
+        if self.reaper is not None:
+            helpers.append(asyncio.create_task(self.reaper.run(), name="reaper"))
+        if self.store.dialect == "postgresql":
+            listener = ReadyListener(self.settings.database.url, self._wake)
+            helpers.append(asyncio.create_task(listener.run(), name="listener"))
+        for helper in helpers:
+            helper.add_done_callback(self._helper_died)
         try:
             await self._claim_loop()
             await self._drain()
         finally:
-            heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heart
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             with contextlib.suppress(StoreError):
                 await self.store.deregister_worker(self.id)
         return self.stats
+
+    def _helper_died(self, task: asyncio.Task[None]) -> None:
+        """A background loop must never end while the worker runs: if one crashes, stop and say why."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        log.error(
+            "%s loop crashed: %r", task.get_name(), task.exception(), extra={"action": "worker.helper_crash"}
+        )
+        self.stop()
 
     # -- claiming -------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
         poll = self.settings.workers.poll_interval
-        last_maintenance = 0.0
+        # PostgreSQL wakes us with NOTIFY, so the poll is only a safety net; SQLite polls with backoff.
+        idle_wait = poll if self.store.dialect == "postgresql" else min(0.05, poll)
         while not self._stopping.is_set():
             free = self.options.concurrency - len(self._running)
             claims: list[Claim] = []
@@ -126,12 +153,8 @@ class Worker:
                 for claim in claims:
                     self._start(claim)
             if claims:
+                idle_wait = poll if self.store.dialect == "postgresql" else min(0.05, poll)
                 continue
-            if time.monotonic() - last_maintenance >= poll:
-                last_maintenance = time.monotonic()
-                await self._guarded(self.store.maintain(), None)
-                if free > 0 and await self._guarded(self._claimable(), False):
-                    continue
             if (
                 self.options.exit_when_idle
                 and not self._running
@@ -140,10 +163,9 @@ class Worker:
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll)
-
-    async def _claimable(self) -> bool:
-        return await self.store.has_work(self.capabilities) and not self._stopping.is_set()
+                await asyncio.wait_for(self._wake.wait(), idle_wait)
+            if self.store.dialect != "postgresql":
+                idle_wait = min(idle_wait * 2, poll)
 
     async def _guarded(self, coro: Any, fallback: Any) -> Any:
         """Database trouble must not kill the worker: log it, and let the next loop retry."""
@@ -171,8 +193,12 @@ class Worker:
         ctx = TaskContext(
             claim=claim,
             database_url=self.settings.database.url,
-            save_checkpoint=lambda name, data: self.store.save_checkpoint(task.id, claim.token, name, data),
-            report_progress=lambda f, m: self.store.report_progress(task.id, claim.token, f, m),
+            save_checkpoint=lambda name, data: self._persist(
+                lambda: self.store.save_checkpoint(task.id, claim.token, name, data)
+            ),
+            report_progress=lambda f, m: self._best_effort(
+                lambda: self.store.report_progress(task.id, claim.token, f, m)
+            ),
         )
         try:
             async with asyncio.timeout(task.timeout):
@@ -192,19 +218,40 @@ class Worker:
             await self._report_failure(claim, TaskFailed(f"{type(exc).__name__}: {exc}"))
         else:
             try:
-                await self.store.complete(task.id, claim.token, output)
+                await self._persist(lambda: self.store.complete(task.id, claim.token, output))
                 self.stats.succeeded += 1
             except LeaseLost:
                 self.stats.abandoned += 1
 
     async def _report_failure(self, claim: Claim, exc: TaskFailed) -> None:
         try:
-            await self.store.fail(
-                claim.task.id, claim.token, str(exc), retryable=exc.retryable, output=exc.output
+            await self._persist(
+                lambda: self.store.fail(
+                    claim.task.id, claim.token, str(exc), retryable=exc.retryable, output=exc.output
+                )
             )
             self.stats.failed += 1
         except LeaseLost:
             self.stats.abandoned += 1
+
+    async def _persist(self, write: Callable[[], Awaitable[Any]]) -> Any:
+        """A write that must not be lost: retry while the database is unreachable. Fencing decides what
+        happens on reconnection: if the lease expired meanwhile the write raises ``LeaseLost``."""
+        delay = 0.1
+        while True:
+            try:
+                return await write()
+            except DatabaseUnavailable as exc:
+                log.warning("database unavailable, retrying: %s", exc, extra={"action": "worker.retry_write"})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _best_effort(self, write: Callable[[], Awaitable[Any]]) -> None:
+        """Progress is advisory: drop it when the database is away rather than stall the task."""
+        try:
+            await write()
+        except DatabaseUnavailable:
+            log.info("progress dropped: database unavailable", extra={"action": "worker.progress_dropped"})
 
     async def _after_cancel(self, claim: Claim) -> None:
         entry = self._running.get(claim.task.id)
@@ -225,7 +272,8 @@ class Worker:
             leases = {tid: r.claim.token for tid, r in self._running.items()}
             status = "draining" if self._stopping.is_set() else "active"
             try:
-                states = await self.store.heartbeat(self.id, leases, resources=None, status=status)
+                sample = await asyncio.to_thread(self.sampler.sample)
+                states = await self.store.heartbeat(self.id, leases, resources=sample, status=status)
             except StoreError as exc:
                 log.warning("heartbeat failed: %s", exc, extra={"action": "worker.heartbeat_error"})
                 continue

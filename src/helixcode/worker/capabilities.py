@@ -1,0 +1,91 @@
+"""What this machine can do, as capability strings that tasks' ``requires`` are matched against.
+
+Names (documented in the README):
+- ``cpu:N``, ``mem:NG`` (whole GiB), informational;
+- toolchains on PATH: ``python``, ``node``, ``go``, ``cargo``, ``java``, ``gcc``, ``make``, ``docker``,
+  ``git``, ``rg``;
+- ``gpu``, ``gpu:nvidia``, ``gpu:<model>`` when ``nvidia-smi`` lists GPUs;
+- ``llm`` and ``model:<name>`` for models a configured provider serves (added by the caller);
+- any label from config (``workers.capabilities``) or ``--capability``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+__all__ = ["TOOLCHAINS", "GpuInfo", "detect_capabilities", "gpu_info"]
+
+TOOLCHAINS = ("python", "node", "go", "cargo", "java", "gcc", "make", "docker", "git", "rg")
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInfo:
+    name: str
+    memory_mib: int
+    utilization: float | None = None
+    memory_used_mib: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def gpu_info(timeout: float = 5.0) -> list[GpuInfo]:
+    """GPUs from ``nvidia-smi``; empty when it is absent or fails."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    query = "name,memory.total,utilization.gpu,memory.used"
+    try:
+        out = subprocess.run(
+            [exe, f"--query-gpu={query}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 2:
+            continue
+        gpus.append(
+            GpuInfo(
+                name=parts[0],
+                memory_mib=_int(parts[1]) or 0,
+                utilization=_float(parts[2]) if len(parts) > 2 else None,
+                memory_used_mib=_int(parts[3]) if len(parts) > 3 else None,
+            )
+        )
+    return gpus
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def detect_capabilities(gpus: list[GpuInfo] | None = None) -> list[str]:
+    caps = [f"cpu:{os.cpu_count() or 1}", f"mem:{psutil.virtual_memory().total // 2**30}G"]
+    caps += [tool for tool in TOOLCHAINS if shutil.which(tool)]
+    if "python" not in caps and shutil.which("python3"):
+        caps.append("python")
+    gpus = gpu_info() if gpus is None else gpus
+    if gpus:
+        caps += ["gpu", "gpu:nvidia"]
+        caps += sorted({"gpu:" + g.name.lower().replace(" ", "-") for g in gpus})
+    return sorted(set(caps))
