@@ -7,7 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ class Cli:
         self.env.update(
             {"HELIX_DATABASE_URL": db_url, "XDG_CONFIG_HOME": str(cwd / ".xdg"), "COLUMNS": "200"}
         )
+        self._logs = 0
 
     def __call__(
         self, *args: str, check: bool = True, timeout: float = 60
@@ -40,14 +41,16 @@ class Cli:
         return json.loads(self(*args, "--json").stdout)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [HELIX, *args],
-            cwd=self.cwd,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        """Start ``helix`` in the background; its output goes to a log file beside the work folder
+        (a pipe nobody reads would fill up and block it)."""
+        self._logs += 1
+        log = (self.cwd.parent / f"helix-{self._logs}.log").open("w")
+        try:
+            return subprocess.Popen(
+                [HELIX, *args], cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True
+            )
+        finally:
+            log.close()
 
 
 @pytest.fixture
@@ -65,3 +68,27 @@ def write_plan(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def postgres_control() -> Iterator[Callable[[str], None]]:
+    """Stop (immediately) and start the local PostgreSQL cluster; always left running afterwards."""
+    import glob
+
+    versions = sorted(glob.glob("/etc/postgresql/*"))
+    if not versions or not shutil.which("pg_ctlcluster"):
+        pytest.skip("no local PostgreSQL cluster to control")
+    version = Path(versions[-1]).name
+
+    def control(action: str) -> None:
+        args = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
+        if action == "stop":
+            args += ["-m", "immediate"]
+        subprocess.run(args, check=True, capture_output=True, timeout=60)
+
+    try:
+        yield control
+    finally:
+        status = subprocess.run(["pg_ctlcluster", version, "main", "status"], capture_output=True)
+        if status.returncode != 0:
+            control("start")

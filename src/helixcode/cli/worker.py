@@ -100,13 +100,25 @@ def workers(
         emit_json(console, [w.to_dict() for w in found])
         return
     table = Table(title="Workers", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("worker", "name", "status", "running", "slots", "heartbeat", "capabilities"):
-        table.add_column(col)
+    for col in ("worker", "name", "status", "running", "slots", "heartbeat", "cpu", "mem", "capabilities"):
+        table.add_column(col, overflow="fold")
     now = time.time()
     for w in found:
         beat = f"{now - w.last_heartbeat_at:.0f}s ago" if w.last_heartbeat_at else "-"
+        res = w.resources
+        cpu = f"{res['cpu_percent']:.0f}%" if "cpu_percent" in res else "-"
+        mem = f"{res['memory_percent']:.0f}%" if "memory_percent" in res else "-"
+        style = {"lost": "bold red", "draining": "yellow", "stopped": "dim"}.get(w.status, "green")
         table.add_row(
-            w.id, w.name, w.status, str(w.running), str(w.concurrency), beat, " ".join(w.capabilities)
+            w.id,
+            w.name,
+            f"[{style}]{w.status}[/]",
+            str(w.running),
+            str(w.concurrency),
+            beat,
+            cpu,
+            mem,
+            " ".join(c for c in w.capabilities if not c.startswith(("cpu:", "mem:"))),
         )
     console.print(table if found else "No workers.")
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from helixcode.domain.capabilities import default_requires
 from helixcode.domain.enums import Criticality, Priority, TaskType
 from helixcode.domain.graph import validate_graph
 from helixcode.errors import PlanError
@@ -73,6 +74,17 @@ class TaskSpec(_Strict):
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     timeout: float | None = Field(default=None, gt=0, description="seconds per attempt")
     run: RunSpec = Field(default_factory=AgentRun)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_requires(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "requires" not in data:
+            run = data.get("run")
+            return {
+                **data,
+                "requires": default_requires(data.get("type"), run if isinstance(run, dict) else None),
+            }
+        return data
 
     @field_validator("requires")
     @classmethod

@@ -29,7 +29,7 @@ from helixcode.errors import LeaseLost, SchedulerError
 from helixcode.store.base import DONE, TERMINAL, StoreBase, event
 from helixcode.store.database import db_now
 from helixcode.store.rows import task_from_row
-from helixcode.store.tables import checkpoints, jobs, results, task_dependencies, tasks
+from helixcode.store.tables import checkpoints, jobs, results, task_dependencies, tasks, workers
 
 __all__ = ["CheckpointTooLarge", "QueueOps"]
 
@@ -98,6 +98,8 @@ class QueueOps(StoreBase):
         )
         if min_criticality is not None:
             candidates = candidates.where(tasks.c.criticality >= min_criticality.rank)
+        if self.settings.workers.capacity_floor > 0:
+            candidates = candidates.where(self._within_capacity())
         chosen: sa.Select[Any] | sa.ScalarSelect[Any] = candidates.scalar_subquery()
         if self.dialect == "postgresql":
             # A materialised CTE is evaluated once. As a plain IN subquery the planner may rescan it per
@@ -161,6 +163,18 @@ class QueueOps(StoreBase):
             )
             for r in rows
         ]
+
+    def _within_capacity(self) -> sa.ColumnElement[bool]:
+        """Graceful degradation at claim time: below the capacity floor only tasks at or above
+        ``workers.degrade_below`` are claimable (the reaper also marks the others paused, for people)."""
+        cfg = self.settings.workers
+        capacity = (
+            sa.select(sa.func.coalesce(sa.func.sum(workers.c.concurrency), 0))
+            .where(workers.c.status == "active", workers.c.last_heartbeat_at >= db_now() - cfg.lost_after)
+            .scalar_subquery()
+        )
+        floor_rank = Criticality(cfg.degrade_below).rank
+        return sa.or_(tasks.c.criticality >= floor_rank, capacity >= cfg.capacity_floor)
 
     async def has_work(self, capabilities: Iterable[str] = ()) -> bool:
         """Whether anything in a running job could still reach this worker: a task it can claim now, or

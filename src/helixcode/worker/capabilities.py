@@ -11,6 +11,7 @@ Names (documented in the README):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -19,7 +20,9 @@ from typing import Any
 
 import psutil
 
-__all__ = ["TOOLCHAINS", "GpuInfo", "detect_capabilities", "gpu_info"]
+from helixcode.config import Settings
+
+__all__ = ["TOOLCHAINS", "GpuInfo", "detect_capabilities", "gpu_info", "llm_capabilities"]
 
 TOOLCHAINS = ("python", "node", "go", "cargo", "java", "gcc", "make", "docker", "git", "rg")
 
@@ -89,3 +92,20 @@ def detect_capabilities(gpus: list[GpuInfo] | None = None) -> list[str]:
         caps += ["gpu", "gpu:nvidia"]
         caps += sorted({"gpu:" + g.name.lower().replace(" ", "-") for g in gpus})
     return sorted(set(caps))
+
+
+def llm_capabilities(settings: Settings) -> list[str]:
+    """``llm`` plus ``model:<name>`` for what the configured providers serve, from config alone (no
+    network call at start-up); with no provider configured, the embedded model when it is installed."""
+    enabled = [p for p in settings.providers.values() if p.enabled]
+    if enabled:
+        return sorted({"llm", *(f"model:{m}" for p in enabled for m in p.models)})
+    if importlib.util.find_spec("llama_cpp") is None:
+        return []
+    try:
+        from helixcode.llm.local import default_model_path
+
+        default_model_path()
+    except Exception:  # the embedded model is optional: no model, no capability
+        return []
+    return ["llm", "model:smollm2-135m"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helixcode import __version__
-from helixcode.agent.executors import TaskContext, executor_for
+from helixcode.agent.executors import AlreadyReported, TaskContext, executor_for
 from helixcode.config import Settings
 from helixcode.domain.enums import Criticality
 from helixcode.domain.models import Claim, LeaseState
@@ -28,7 +28,7 @@ from helixcode.engine.reaper import Reaper
 from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFailed
 from helixcode.store.store import Store
 from helixcode.store.workers import WorkerInfo
-from helixcode.worker.capabilities import detect_capabilities
+from helixcode.worker.capabilities import detect_capabilities, llm_capabilities
 from helixcode.worker.resources import ResourceSampler
 from helixcode.worker.wakeup import ReadyListener
 
@@ -76,10 +76,11 @@ class Worker:
         host = socket.gethostname()
         self.id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.name = options.name or f"{host}:{os.getpid()}"
-        detected = detect_capabilities() if options.detect else []
+        detected = [*detect_capabilities(), *llm_capabilities(settings)] if options.detect else []
         self.capabilities = tuple(sorted({*options.capabilities, *detected}))
         self.stats = WorkerStats()
         self.sampler = ResourceSampler(with_gpu=options.sample_gpu)
+        self._static = self.sampler.static()
         self.reaper = Reaper(store, self.id) if options.reaper else None
         self._running: dict[int, _Running] = {}
         self._stopping = asyncio.Event()
@@ -101,7 +102,7 @@ class Worker:
                 pid=os.getpid(),
                 version=__version__,
                 capabilities=self.capabilities,
-                resources=self.sampler.static(),
+                resources=self._static,
                 concurrency=self.options.concurrency,
             )
         )
@@ -210,6 +211,8 @@ class Worker:
             await self._report_failure(claim, TaskFailed(f"timed out after {task.timeout:g}s"))
         except TaskFailed as exc:
             await self._report_failure(claim, exc)
+        except AlreadyReported:  # the executor wrote its outcome itself (a planner that expanded)
+            self.stats.succeeded += 1
         except LeaseLost:
             self.stats.abandoned += 1
             log.warning("lease lost", extra={"action": "task.lease_lost", "task": task.id, "worker": self.id})
@@ -272,7 +275,7 @@ class Worker:
             leases = {tid: r.claim.token for tid, r in self._running.items()}
             status = "draining" if self._stopping.is_set() else "active"
             try:
-                sample = await asyncio.to_thread(self.sampler.sample)
+                sample = {**self._static, **await asyncio.to_thread(self.sampler.sample)}
                 states = await self.store.heartbeat(self.id, leases, resources=sample, status=status)
             except StoreError as exc:
                 log.warning("heartbeat failed: %s", exc, extra={"action": "worker.heartbeat_error"})
