@@ -89,6 +89,8 @@ def job_table(s: JobSummary) -> Table:
         table.add_row("paused because", s.job.pause_reason)
     table.add_row("tasks", f"{s.total}: {_counts(s)}")
     table.add_row("progress", f"{_bar(s.progress, 24)} {s.progress:.1%}")
+    if s.eta_seconds is not None:
+        table.add_row("eta", f"{s.eta_seconds:.0f}s (from measured task durations)")
     table.add_row("workdir", s.job.workdir or "-")
     if s.job.description:
         table.add_row("description", s.job.description)

@@ -71,12 +71,13 @@ def critical_path(graph: Graph, weight: Callable[[str], float]) -> tuple[float, 
     via: dict[str, str | None] = {}
     for key in topological_order(graph):
         prev = max(graph[key], key=lambda d: best[d], default=None)
-        best[key] = weight(key) + (best[prev] if prev is not None else 0.0)
+        best[key] = weight(key) + (0.0 if prev is None else best[prev])
         via[key] = prev
     if not best:
         return 0.0, []
-    end: str | None = max(best, key=lambda k: best[k])
-    total = best[end]
+    last = max(best, key=lambda k: best[k])
+    total = best[last]
+    end: str | None = last
     path: list[str] = []
     while end is not None:
         path.append(end)

@@ -11,7 +11,7 @@ from helixcode.domain.models import Event, Job, Task
 __all__ = ["event_from_row", "job_from_row", "task_from_row"]
 
 
-def job_from_row(row: Mapping[str, Any]) -> Job:
+def job_from_row(row: Mapping[Any, Any]) -> Job:
     return Job(
         id=row["id"],
         name=row["name"],
@@ -26,7 +26,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
 
 
 def task_from_row(
-    row: Mapping[str, Any],
+    row: Mapping[Any, Any],
     depends_on: tuple[str, ...] = (),
     parent_key: str | None = None,
     result: dict[str, Any] | None = None,
@@ -65,7 +65,7 @@ def task_from_row(
     )
 
 
-def event_from_row(row: Mapping[str, Any], task_key: str | None) -> Event:
+def event_from_row(row: Mapping[Any, Any], task_key: str | None) -> Event:
     return Event(
         id=row["id"],
         job_id=row["job_id"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -181,9 +182,9 @@ class Worker:
         self.stats.claimed += 1
         runner = asyncio.create_task(self._execute(claim), name=f"task-{claim.task.id}")
         self._running[claim.task.id] = _Running(claim, runner)
-        runner.add_done_callback(lambda _t, tid=claim.task.id: self._finished(tid))
+        runner.add_done_callback(functools.partial(self._finished, claim.task.id))
 
-    def _finished(self, task_id: int) -> None:
+    def _finished(self, task_id: int, _runner: asyncio.Task[None] | None = None) -> None:
         self._running.pop(task_id, None)
         self._wake.set()
 

@@ -47,13 +47,11 @@ class ShellExecutor:
             except BaseException:
                 await _terminate(proc)
                 raise
-        output = {
-            "exit_code": proc.returncode,
-            "stdout": stdout.decode(errors="replace")[-OUTPUT_TAIL:],
-            "stderr": stderr.decode(errors="replace")[-OUTPUT_TAIL:],
-        }
+        out = stdout.decode(errors="replace")[-OUTPUT_TAIL:]
+        err = stderr.decode(errors="replace")[-OUTPUT_TAIL:]
+        output: dict[str, object] = {"exit_code": proc.returncode, "stdout": out, "stderr": err}
         if proc.returncode != 0:
-            last = output["stderr"].strip().splitlines()[-1:] or output["stdout"].strip().splitlines()[-1:]
+            last = err.strip().splitlines()[-1:] or out.strip().splitlines()[-1:]
             detail = f": {last[0][:300]}" if last else ""
             raise TaskFailed(f"command exited with {proc.returncode}{detail}", output=output)
         return output
