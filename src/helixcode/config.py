@@ -15,15 +15,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from helixcode.errors import ConfigError
 
 __all__ = [
+    "ApiSettings",
     "DatabaseSettings",
     "LLMSettings",
     "LoggingSettings",
+    "McpServerSettings",
+    "McpSettings",
     "ProviderSettings",
     "Settings",
     "TasksSettings",
@@ -134,6 +137,40 @@ class LLMSettings(_Section):
     retry_max_wait: float = Field(default=2.0, ge=0, description="longest backoff worth waiting for")
 
 
+class ApiSettings(_Section):
+    """`helix serve`: where it listens and how much it accepts."""
+
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8600, ge=0, le=65535, description="TCP port (0: any free port)")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="largest request body accepted")
+
+
+class McpServerSettings(_Section):
+    """One ``[mcp.servers.NAME]`` table: a stdio command, or a streamable HTTP URL."""
+
+    command: str | None = Field(default=None, description="stdio: the program to start")
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment variables")
+    url: str | None = Field(default=None, description="streamable HTTP endpoint, e.g. http://host/mcp")
+    headers: dict[str, str] = Field(default_factory=dict, description="HTTP: extra request headers")
+    timeout: float = Field(default=30.0, gt=0, description="seconds a tool call may take")
+    connect_timeout: float = Field(default=30.0, gt=0, description="seconds to start, connect and list tools")
+    max_output_bytes: int = Field(default=65_536, ge=256, description="longer tool output is cut")
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give exactly one of 'command' (stdio) or 'url' (streamable HTTP)")
+        return self
+
+
+class McpSettings(_Section):
+    """MCP tool servers whose tools agent tasks may call, beside the built-in workspace tools."""
+
+    servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "warning"
     json_format: bool = Field(default=False, alias="json")
@@ -155,6 +192,8 @@ class Settings(BaseSettings):
     workers: WorkersSettings = Field(default_factory=WorkersSettings)
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    mcp: McpSettings = Field(default_factory=McpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod
@@ -173,6 +212,9 @@ class Settings(BaseSettings):
         """The settings as plain data with secrets hidden, for display."""
         data = self.model_dump(mode="json", by_alias=True)
         data["database"]["url"] = mask_url(self.database.url)
+        for server in data["mcp"]["servers"].values():
+            server["headers"] = dict.fromkeys(server["headers"], "***")
+            server["env"] = dict.fromkeys(server["env"], "***")
         return data
 
 

@@ -11,25 +11,34 @@
      │    ├── InvalidTransition      a status change the state machine forbids
      │    └── LeaseLost              a write with a stale lease token (fencing)
      ├── TaskFailed                  an executor's attempt failed; ``retryable`` says if another may help
-     └── LLMError                    see ``helixcode.llm.errors`` for the provider tree
+     ├── LLMError                    see ``helixcode.llm.errors`` for the provider tree
+     ├── AccessDenied                a request without a valid token, or with too weak a role
+     │    └── Forbidden              a valid token whose role may not do this
+     ├── RemoteError                 the API server answered with a problem document (``status``, ``problem``)
+     └── McpError                    an MCP tool server failed, timed out or refused a call
 
 Edges (CLI, API) translate these into exit codes and problem documents; nothing below them prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = [
+    "AccessDenied",
     "ConfigError",
     "CycleError",
     "DatabaseUnavailable",
+    "Forbidden",
     "HelixError",
     "InvalidTransition",
     "LLMError",
     "LeaseLost",
+    "McpError",
     "NotFound",
     "PlanError",
+    "RemoteError",
     "SchedulerError",
     "StoreError",
     "TaskFailed",
@@ -102,3 +111,24 @@ class TaskFailed(HelixError):
 
 class LLMError(HelixError):
     """Root of the LLM layer's errors."""
+
+
+class AccessDenied(HelixError):
+    """No token, an unknown or revoked one: the caller is not known."""
+
+
+class Forbidden(AccessDenied):
+    """A known caller whose role does not allow this request."""
+
+
+class RemoteError(HelixError):
+    """The API server refused a request; ``problem`` is its RFC 9457 problem document."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
+        self.status = status
+        self.problem: dict[str, Any] = dict(problem)
+        super().__init__(str(problem.get("detail") or problem.get("title") or f"HTTP {status}"))
+
+
+class McpError(HelixError):
+    """An MCP server could not be reached, timed out, or reported a tool error."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from helixcode import __version__
-from helixcode.cli import control, llm_commands, worker
+from helixcode.cli import control, llm_commands, mcp_commands, serve, worker
 from helixcode.cli.common import JsonOpt, console, err_console, run, run_async, state
 from helixcode.cli.render import emit_json, event_line, job_table, jobs_table, tasks_table
 from helixcode.domain.enums import TaskStatus
@@ -51,12 +51,17 @@ def _root(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Use this helix.toml.", envvar="HELIX_CONFIG")
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", envvar="HELIX_SERVER", help="Use the REST API at URL (token: HELIX_TOKEN)."),
+    ] = None,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     if version:
         console.print(f"helix {__version__}")
         raise typer.Exit()
     state.config_path = config
+    state.server = server
     state._settings = None
 
 
@@ -207,6 +212,8 @@ def db_current() -> None:
 control.register(app)
 worker.register(app)
 llm_commands.register(app)
+serve.register(app)
+mcp_commands.register(app)
 
 
 def main() -> None:

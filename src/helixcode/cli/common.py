@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -28,6 +29,8 @@ class State:
     """What the root callback parsed, shared with every command."""
 
     config_path: Path | None = None
+    #: ``--server URL``; ``HELIX_SERVER`` when not given. Read and control commands then use the API.
+    server: str | None = None
     _settings: Settings | None = None
 
     def settings(self) -> Settings:
@@ -40,9 +43,15 @@ state = State()
 
 
 def run(fn: Callable[[TaskManager], Awaitable[T]]) -> T:
-    """Open the store, run ``fn`` with a TaskManager, close the store."""
+    """Open the store, run ``fn`` with a TaskManager, close the store; with a server configured, run
+    it with a ``RemoteManager`` (same methods, over the REST API) instead."""
 
     async def go() -> T:
+        if server := state.server or os.environ.get("HELIX_SERVER"):
+            from helixcode.api.client import RemoteManager  # lazy: only remote use needs httpx here
+
+            async with RemoteManager(server, os.environ.get("HELIX_TOKEN")) as remote:
+                return await fn(cast(TaskManager, remote))
         store = await Store.open(state.settings())
         try:
             return await fn(TaskManager(store))

@@ -7,11 +7,13 @@ Its parts live in their own modules (``jobs``, ``queue``, ``control``, ``workers
 from __future__ import annotations
 
 from helixcode.store.control import ControlOps
+from helixcode.store.inspect import InspectOps
 from helixcode.store.jobs import JobOps
+from helixcode.store.tokens import TokenOps
 from helixcode.store.workers import WorkerOps
 
 __all__ = ["Store"]
 
 
-class Store(JobOps, ControlOps, WorkerOps):
+class Store(JobOps, ControlOps, WorkerOps, TokenOps, InspectOps):
     """Async access to the system of record. Open with ``await Store.open(settings)``."""

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 __all__ = [
+    "api_tokens",
     "checkpoints",
     "events",
     "jobs",
@@ -189,4 +190,17 @@ events = sa.Table(
     sa.Column("details", Json, nullable=False),
     sa.Column("created_at", Time, nullable=False),
     sa.Index(None, "job_id", "id"),
+)
+
+#: Bearer tokens of the REST API: only a SHA-256 of each is kept; ``revoked_at`` ends one for good.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_used_at", Time),
+    sa.Column("revoked_at", Time),
 )

@@ -1,0 +1,162 @@
+"""``RemoteManager``: the TaskManager methods the CLI uses, over the REST API instead of the database.
+
+`helix --server URL` (or ``HELIX_SERVER``) makes the read and control commands use it, with the token
+from ``HELIX_TOKEN``. Answers become the same domain records the engine returns; problem documents
+become the engine's errors again (404 -> NotFound, 422 -> PlanError, 409 -> SchedulerError), so the CLI
+prints them and exits the same way whichever path it took.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from helixcode.api.app import API_PREFIX
+from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
+from helixcode.domain.models import Event, Job, JobSummary, Task
+from helixcode.domain.plan import JobSpec
+from helixcode.errors import (
+    AccessDenied,
+    Forbidden,
+    HelixError,
+    NotFound,
+    PlanError,
+    RemoteError,
+    SchedulerError,
+)
+
+__all__ = ["RemoteManager", "event_from_dict", "summary_from_dict", "task_from_dict"]
+
+_JOB_FIELDS = (
+    "id",
+    "name",
+    "description",
+    "workdir",
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "pause_reason",
+)
+
+
+def summary_from_dict(data: Mapping[str, Any]) -> JobSummary:
+    job = Job(status=JobStatus(data["status"]), **{k: data[k] for k in _JOB_FIELDS})
+    counts = {TaskStatus(k): int(v) for k, v in data["counts"].items()}
+    return JobSummary(job=job, counts=counts, progress=data["progress"], eta_seconds=data["eta_seconds"])
+
+
+def task_from_dict(data: Mapping[str, Any]) -> Task:
+    fields = dict(data)
+    fields.update(
+        type=TaskType(data["type"]),
+        priority=Priority(data["priority"]),
+        criticality=Criticality(data["criticality"]),
+        status=TaskStatus(data["status"]),
+        requires=tuple(data["requires"]),
+        depends_on=tuple(data["depends_on"]),
+    )
+    return Task(**fields)
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    return Event(**dict(data))
+
+
+def _error(response: httpx.Response) -> HelixError:
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"detail": response.text[:500]}
+    if not isinstance(problem, dict):
+        problem = {"detail": str(problem)[:500]}
+    detail = str(problem.get("detail") or problem.get("title") or f"HTTP {response.status_code}")
+    match response.status_code:
+        case 401:
+            return AccessDenied(f"{detail} (set HELIX_TOKEN)")
+        case 403:
+            return Forbidden(detail)
+        case 404:
+            return NotFound(detail)
+        case 409:
+            return SchedulerError(detail)
+        case 422:
+            faults = [f"{e.get('field')}: {e.get('message')}" for e in problem.get("errors") or []]
+            return PlanError(faults or [detail])
+    return RemoteError(response.status_code, problem)
+
+
+class RemoteManager:
+    """Async HTTP client with the TaskManager's method names; use as ``async with``."""
+
+    def __init__(
+        self, server: str, token: str | None = None, *, timeout: float = 30.0, transport: Any = None
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.server = server.rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.server + API_PREFIX, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            response = await self._http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RemoteError(0, {"detail": f"cannot reach {self.server}: {exc}"}) from exc
+        if response.status_code >= 400:
+            raise _error(response)
+        return response.json() if response.content else None
+
+    # -- the TaskManager surface ------------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec, *, workdir: Path) -> Job:
+        body = {"plan": spec.model_dump(mode="json", exclude_none=True), "workdir": str(workdir)}
+        return summary_from_dict(await self._call("POST", "/jobs", json=body)).job
+
+    async def submit_goal(self, goal: str, *, workdir: Path | None = None, name: str | None = None) -> Job:
+        body = {"goal": goal, "workdir": str(workdir) if workdir else None, "name": name}
+        return summary_from_dict(await self._call("POST", "/jobs", json=body)).job
+
+    async def resolve(self, ref: str) -> str:
+        return (await self.summary(ref)).job.id
+
+    async def summary(self, ref: str) -> JobSummary:
+        return summary_from_dict(await self._call("GET", f"/jobs/{ref}"))
+
+    async def jobs(self, limit: int = 50) -> list[JobSummary]:
+        return [summary_from_dict(d) for d in await self._call("GET", "/jobs", params={"limit": limit})]
+
+    async def tasks(self, ref: str, statuses: list[TaskStatus] | None = None) -> list[Task]:
+        params = {"status": [s.value for s in statuses]} if statuses else None
+        return [task_from_dict(d) for d in await self._call("GET", f"/jobs/{ref}/tasks", params=params)]
+
+    async def events(self, ref: str, after_id: int = 0, limit: int = 1000) -> list[Event]:
+        page = await self._call("GET", f"/jobs/{ref}/events", params={"after": after_id, "limit": limit})
+        return [event_from_dict(d) for d in page]
+
+    async def pause(self, ref: str, reason: str = "paused by request") -> str:
+        return str((await self._call("POST", f"/jobs/{ref}/pause", json={"reason": reason}))["id"])
+
+    async def resume(self, ref: str, retry: Sequence[str] = (), skip: Sequence[str] = ()) -> str:
+        body = {"retry": list(retry), "skip": list(skip)}
+        return str((await self._call("POST", f"/jobs/{ref}/resume", json=body))["id"])
+
+    async def cancel(self, ref: str) -> int:
+        return int((await self._call("POST", f"/jobs/{ref}/cancel"))["cancelled"])
+
+    async def split(self, ref: str, key: str, items: Mapping[str, float], **_: Any) -> list[str]:
+        raise HelixError("`helix split` works against the database only; unset HELIX_SERVER to use it")

@@ -1,0 +1,95 @@
+"""Read-only views the API and MCP edges need beyond the job views: attempts, one task's events,
+and the counters behind ``/metrics``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from helixcode.domain.models import Event
+from helixcode.store.base import StoreBase
+from helixcode.store.rows import event_from_row
+from helixcode.store.tables import events, results, tasks
+
+__all__ = ["Attempt", "InspectOps", "QueueCounts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One finished attempt of a task: outcome, error, output, who ran it and when."""
+
+    attempt: int
+    outcome: str
+    worker_id: str | None
+    error: str | None
+    output: dict[str, Any]
+    started_at: float | None
+    finished_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """Tasks by status and events by kind, over the whole database."""
+
+    tasks: dict[str, int]
+    events: dict[str, int]
+    lease_losses: int
+
+
+class InspectOps(StoreBase):
+    async def list_attempts(self, task_id: int) -> list[Attempt]:
+        stmt = sa.select(results).where(results.c.task_id == task_id).order_by(results.c.attempt)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [
+            Attempt(
+                attempt=r["attempt"],
+                outcome=r["outcome"],
+                worker_id=r["worker_id"],
+                error=r["error"],
+                output=dict(r["output"] or {}),
+                started_at=r["started_at"],
+                finished_at=r["finished_at"],
+            )
+            for r in rows
+        ]
+
+    async def task_events(self, task_id: int, after_id: int = 0, limit: int = 1000) -> list[Event]:
+        """One task's events, oldest first."""
+        stmt = (
+            sa.select(events, tasks.c.key.label("task_key"))
+            .select_from(events.join(tasks, tasks.c.id == events.c.task_id))
+            .where(events.c.task_id == task_id, events.c.id > after_id)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [event_from_row(r, r["task_key"]) for r in rows]
+
+    async def queue_counts(self) -> QueueCounts:
+        """Counts for metrics: two grouped scans, cheap next to a scrape interval."""
+        async with self._read() as conn:
+            by_status = (
+                await conn.execute(sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status))
+            ).all()
+            by_kind = (
+                await conn.execute(sa.select(events.c.kind, sa.func.count()).group_by(events.c.kind))
+            ).all()
+            expired = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        events.c.kind == "requeued", events.c.details["reason"].as_string() == "lease expired"
+                    )
+                )
+            ).scalar_one()
+        return QueueCounts(
+            tasks={str(s): int(n) for s, n in by_status},
+            events={str(k): int(n) for k, n in by_kind},
+            lease_losses=int(expired),
+        )
