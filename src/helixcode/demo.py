@@ -1,4 +1,12 @@
-"""``make demo``: run the sample job on the embedded defaults in a scratch folder, ``.demo/``."""
+"""``make demo``: plan, execute and merge a job on a small sample repository, with live progress.
+
+It creates ``.demo/sample`` (a tiny Python package with a passing test, committed), then runs
+``helix run GOAL --repo sample`` from ``.demo`` (so the database is ``.demo/.helix/helix.db``) and shows
+the merged branch. On the embedded defaults (no provider configured: the in-process SmolLM2-135M) it
+keeps plans and tool rounds small so the whole job takes a few minutes on 2 cores; what that model
+writes is nonsense, but every step is real: a schema-constrained plan, forced tool calls, WIP commits
+and checkpoints, tests run, merges. With a capable provider configured the same command does real work.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +14,70 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PLAN = ROOT / "examples" / "demo.yaml"
+GOAL = "Add a farewell(name) function to greet.py next to greet(name), and document both in README.md"
+
+FILES = {
+    "README.md": "# greet\n\nA tiny greeting library.\n",
+    "greet.py": 'def greet(name: str) -> str:\n    return f"Hello, {name}!"\n',
+    "tests/__init__.py": "",
+    "tests/test_greet.py": (
+        "import unittest\n\nfrom greet import greet\n\n\n"
+        "class GreetTest(unittest.TestCase):\n"
+        "    def test_greet(self) -> None:\n"
+        '        self.assertEqual(greet("Ada"), "Hello, Ada!")\n'
+    ),
+}
 
 
-def helix(*args: str, cwd: Path) -> None:
-    print(f"\n$ helix {' '.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", "helixcode", *args], cwd=cwd, check=True)
+def git(*args: str, cwd: Path) -> str:
+    ident = ["-c", "user.name=HelixCode demo", "-c", "user.email=demo@localhost"]
+    return subprocess.run(["git", *ident, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def make_sample(root: Path) -> Path:
+    repo = root / "sample"
+    repo.mkdir(parents=True)
+    for name, text in FILES.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    git("init", "-q", "-b", "main", cwd=repo)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "sample: greet()", cwd=repo)
+    return repo
+
+
+def embedded_only() -> bool:
+    from helixcode.config import load_settings
+
+    return not load_settings().providers
 
 
 def main() -> None:
     work = ROOT / ".demo"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    repo = make_sample(work)
     os.environ.pop("HELIX_DATABASE_URL", None)
-    helix("submit", str(PLAN), cwd=work)
-    helix("status", cwd=work)
-    job = subprocess.run(
-        [sys.executable, "-m", "helixcode", "status", "--json"],
-        cwd=work,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    import json
-
-    job_id = json.loads(job)[0]["id"]
-    helix("tasks", job_id, cwd=work)
-    helix("events", job_id, cwd=work)
+    test = f"{sys.executable} -m unittest -q tests.test_greet"
+    args = ["run", GOAL, "--repo", str(repo), "--workers", "2", "--test-command", test]
+    if embedded_only():
+        # Small plans and rounds keep it to a few minutes on 2 cores; --chain runs the subtasks in order,
+        # because this model gives every subtask the same file names and parallel siblings would conflict.
+        args += ["--max-subtasks", "3", "--max-rounds", "2", "--max-tokens", "160", "--chain"]
+    print(f"$ helix {' '.join(args[:2])!s} ...  (sample repository: {repo})", flush=True)
+    started = time.monotonic()
+    code = subprocess.run([sys.executable, "-m", "helixcode", *args], cwd=work, check=False).returncode
+    print(f"\nhelix run finished in {time.monotonic() - started:.0f}s with exit code {code}")
+    branches = [
+        b.strip() for b in git("branch", "--list", "helix/*", "--format=%(refname:short)", cwd=repo).split()
+    ]
+    job = next((b for b in branches if b.count("/") == 1), None)
+    if job:
+        print(f"\n$ git log --graph --oneline {job}\n{git('log', '--graph', '--oneline', job, cwd=repo)}")
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import typer
 
 from helixcode import __version__
 from helixcode.cli import control, llm_commands, mcp_commands, serve, worker
+from helixcode.cli import run as run_commands
 from helixcode.cli.common import JsonOpt, console, err_console, run, run_async, state
 from helixcode.cli.render import emit_json, event_line, job_table, jobs_table, tasks_table
 from helixcode.domain.enums import TaskStatus
@@ -214,6 +215,7 @@ worker.register(app)
 llm_commands.register(app)
 serve.register(app)
 mcp_commands.register(app)
+run_commands.register(app)
 
 
 def main() -> None:

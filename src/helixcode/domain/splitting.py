@@ -44,12 +44,13 @@ def split_balanced(items: Mapping[str, float] | Sequence[tuple[str, float]], par
     if faults:
         raise PlanError(faults)
     parts = min(parts, len(pairs))
-    heap: list[tuple[float, int]] = [(0.0, i) for i in range(parts)]
+    # Ties on load go to the part with fewer items, so zero-weight items never leave a part empty.
+    heap: list[tuple[float, int, int]] = [(0.0, 0, i) for i in range(parts)]
     buckets: list[list[str]] = [[] for _ in range(parts)]
     weights = [0.0] * parts
     for name, weight in sorted(pairs, key=lambda p: (-p[1], p[0])):
-        load, index = heapq.heappop(heap)
+        load, count, index = heapq.heappop(heap)
         buckets[index].append(name)
         weights[index] = load + weight
-        heapq.heappush(heap, (weights[index], index))
+        heapq.heappush(heap, (weights[index], count + 1, index))
     return [Part(tuple(b), w) for b, w in zip(buckets, weights, strict=True)]

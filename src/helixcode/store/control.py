@@ -159,7 +159,43 @@ class ControlOps(QueueOps):
                     conn, [event(job_id, "ready" if ready else "blocked", now, task_id=task_id)]
                 )
                 revived.append(task_id)
-            frontier = revived
+            frontier = revived + await self._unfail_parents(conn, job_id, frontier, now)
+
+    async def _unfail_parents(
+        self, conn: AsyncConnection, job_id: str, children: Sequence[int], now: float
+    ) -> list[int]:
+        """Split parents failed only by parts that are now retried, skipped or revived wait again."""
+        parent_ids = (
+            (
+                await conn.execute(
+                    sa.select(tasks.c.parent_id)
+                    .where(tasks.c.id.in_(children), tasks.c.parent_id.is_not(None))
+                    .distinct()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        revived: list[int] = []
+        for parent_id in parent_ids:
+            broken = (
+                await conn.execute(
+                    sa.select(tasks.c.id)
+                    .where(tasks.c.parent_id == parent_id, tasks.c.status.in_(BROKEN))
+                    .limit(1)
+                )
+            ).first()
+            if broken is not None:
+                continue
+            updated = await conn.execute(
+                tasks.update()
+                .where(tasks.c.id == parent_id, tasks.c.status == S.FAILED.value)
+                .values(status=S.WAITING.value, finished_at=None, last_error=None)
+            )
+            if updated.rowcount:
+                await self._events(conn, [event(job_id, "waiting", now, task_id=parent_id)])
+                revived.append(parent_id)
+        return revived
 
     async def cancel_job(self, job_id: str) -> int:
         """Cancel every unfinished task; running workers see it on their next lease renewal and stop."""
@@ -168,10 +204,11 @@ class ControlOps(QueueOps):
             job = await self._job_row(conn, job_id)
             if JobStatus(job["status"]).terminal:
                 raise SchedulerError(f"job {job_id} is already {job['status']}")
-            running = (
+            # Every task it cancels gets its own event (what it was, and who ran it if it was running).
+            unfinished = (
                 await conn.execute(
-                    sa.select(tasks.c.id, tasks.c.attempts, tasks.c.lease_owner).where(
-                        tasks.c.job_id == job_id, tasks.c.status == S.RUNNING.value
+                    sa.select(tasks.c.id, tasks.c.status, tasks.c.attempts, tasks.c.lease_owner).where(
+                        tasks.c.job_id == job_id, tasks.c.status.not_in(TERMINAL)
                     )
                 )
             ).all()
@@ -194,8 +231,8 @@ class ControlOps(QueueOps):
             await self._events(
                 conn,
                 [
-                    event(job_id, "cancelled", now, task_id=t, attempt=a, worker_id=w, was="running")
-                    for t, a, w in running
+                    event(job_id, "cancelled", now, task_id=t, attempt=a, worker_id=w, was=was)
+                    for t, was, a, w in unfinished
                 ]
                 + [event(job_id, "cancelled", now, tasks=result.rowcount)],
             )

@@ -71,9 +71,11 @@ class QueueOps(StoreBase):
     def _capable(self, capabilities: Sequence[str]) -> sa.ColumnElement[bool]:
         """``tasks.requires`` is a subset of ``capabilities``."""
         if self.dialect == "postgresql":
-            return sa.type_coerce(tasks.c.requires, postgresql.JSONB()).contained_by(
+            requires = sa.type_coerce(tasks.c.requires, postgresql.JSONB())
+            subset: sa.ColumnElement[bool] = requires.contained_by(
                 sa.literal(list(capabilities), type_=postgresql.JSONB())
             )
+            return subset
         each = sa.func.json_each(tasks.c.requires).table_valued("value")
         return ~sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value.not_in(capabilities)))
 
@@ -360,8 +362,8 @@ class QueueOps(StoreBase):
     async def complete(self, task_id: int, token: str, output: Mapping[str, Any] | None = None) -> None:
         """Record success and release whatever was waiting on this task."""
         async with self._write() as conn:
-            now = await self._now(conn)
-            row = await self._fenced(conn, task_id, token)  # the row as the worker held it
+            row = await self._held(conn, task_id, token)  # the row as the worker held it
+            now = row["now"]
             await self._fenced(
                 conn,
                 task_id,
@@ -388,7 +390,41 @@ class QueueOps(StoreBase):
                     )
                 ],
             )
-            await self._after_done(conn, row["job_id"], [task_id], now)
+            await self._after_done(
+                conn,
+                row["job_id"],
+                [task_id],
+                now,
+                propagate=row["dependents"] or row["parent_id"] is not None,
+            )
+
+    async def _held(self, conn: AsyncConnection, task_id: int, token: str) -> sa.RowMapping:
+        """What a completion needs of a task its worker holds, read with the database clock (``now``) in
+        one round trip; ``LeaseLost`` if the lease is gone. The write that follows fences again."""
+        deps = task_dependencies
+        row = (
+            (
+                await conn.execute(
+                    sa.select(
+                        tasks.c.id,
+                        tasks.c.job_id,
+                        tasks.c.attempts,
+                        tasks.c.lease_owner,
+                        tasks.c.started_at,
+                        tasks.c.parent_id,
+                        sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
+                        db_now().label("now"),
+                    ).where(
+                        tasks.c.id == task_id, tasks.c.lease_token == token, tasks.c.status == S.RUNNING.value
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise LeaseLost(task_id, token)
+        return row
 
     async def fail(
         self,
@@ -498,9 +534,12 @@ class QueueOps(StoreBase):
 
     # -- graph propagation ----------------------------------------------------------------------
 
-    async def _after_done(self, conn: AsyncConnection, job_id: str, done: Sequence[int], now: float) -> None:
-        """Tasks in ``done`` succeeded or were skipped: unblock dependents, finish split parents."""
-        while done:
+    async def _after_done(
+        self, conn: AsyncConnection, job_id: str, done: Sequence[int], now: float, *, propagate: bool = True
+    ) -> None:
+        """Tasks in ``done`` succeeded or were skipped: unblock dependents, finish split parents.
+        ``propagate=False`` says none of them has dependents or a parent (the caller looked)."""
+        while done and propagate:
             await self._release_dependents(conn, job_id, done, now)
             done = await self._finish_parents(conn, job_id, done, now)
         await self._finish_job_if_done(conn, job_id, now)
@@ -548,6 +587,11 @@ class QueueOps(StoreBase):
         )
         finished: list[int] = []
         for parent_id in parent_ids:
+            # As for jobs: lock the parent before reading its parts, or two parts finishing at once
+            # each see the other unfinished and the parent never succeeds.
+            await conn.execute(
+                sa.select(tasks.c.id).where(tasks.c.id == parent_id).with_for_update(key_share=True)
+            )
             rows = (
                 await conn.execute(
                     sa.select(tasks.c.status, tasks.c.weight, tasks.c.progress).where(
@@ -650,6 +694,12 @@ class QueueOps(StoreBase):
         await self._finish_job_if_done(conn, job_id, now)
 
     async def _finish_job_if_done(self, conn: AsyncConnection, job_id: str, now: float) -> None:
+        # Lock the job row before looking: two transactions finishing a job's last two tasks at once
+        # would each still see the other's task running (PostgreSQL, read committed) and neither would
+        # end the job. Locked, the later one looks after the earlier one committed. NO KEY UPDATE, as
+        # the event rows' foreign keys already hold KEY SHARE on it (FOR UPDATE would deadlock).
+        # SQLite serialises writers anyway and renders no lock clause.
+        await conn.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update(key_share=True))
         unfinished = (
             await conn.execute(
                 sa.select(tasks.c.id)
@@ -686,9 +736,10 @@ class QueueOps(StoreBase):
                 if not got:
                     return Maintenance()
             now = await self._now(conn)
-            return Maintenance(**await self._maintenance_steps(conn, now))
+            steps: dict[str, Any] = await self._maintenance_steps(conn, now)
+            return Maintenance(**steps)
 
-    async def _maintenance_steps(self, conn: AsyncConnection, now: float) -> dict[str, int]:
+    async def _maintenance_steps(self, conn: AsyncConnection, now: float) -> dict[str, Any]:
         """Requeue expired leases (failing tasks that lost too many), make due retries ready, age."""
         cfg = self.settings.tasks
         expired = [tasks.c.status == S.RUNNING.value, tasks.c.lease_expires_at < now]
@@ -762,7 +813,7 @@ class QueueOps(StoreBase):
         }
 
 
-def _checkpoint(row: Mapping[str, Any]) -> Checkpoint:
+def _checkpoint(row: Mapping[Any, Any]) -> Checkpoint:
     return Checkpoint(
         task_id=row["task_id"],
         attempt=row["attempt"],

@@ -6,7 +6,9 @@ Its parts live in their own modules (``jobs``, ``queue``, ``control``, ``workers
 
 from __future__ import annotations
 
+from helixcode.store.batch import BatchOps
 from helixcode.store.control import ControlOps
+from helixcode.store.expand import ExpandOps
 from helixcode.store.inspect import InspectOps
 from helixcode.store.jobs import JobOps
 from helixcode.store.tokens import TokenOps
@@ -15,5 +17,5 @@ from helixcode.store.workers import WorkerOps
 __all__ = ["Store"]
 
 
-class Store(JobOps, ControlOps, WorkerOps, TokenOps, InspectOps):
+class Store(JobOps, ControlOps, BatchOps, ExpandOps, WorkerOps, TokenOps, InspectOps):
     """Async access to the system of record. Open with ``await Store.open(settings)``."""

@@ -29,6 +29,7 @@ from helixcode.engine.reaper import Reaper
 from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFailed
 from helixcode.store.store import Store
 from helixcode.store.workers import WorkerInfo
+from helixcode.worker.acks import AckBatcher
 from helixcode.worker.capabilities import detect_capabilities, llm_capabilities
 from helixcode.worker.resources import ResourceSampler
 from helixcode.worker.wakeup import ReadyListener
@@ -48,6 +49,7 @@ class WorkerOptions:
     detect: bool = True  # add detected capabilities (toolchains, GPUs) to the configured ones
     reaper: bool = True  # stand for reaper leadership
     sample_gpu: bool = True
+    batch_acks: bool = False  # write successes that finish together in one transaction (complete_many)
 
 
 @dataclass
@@ -86,6 +88,11 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._acks = (
+            AckBatcher(lambda items: self._persist(lambda: store.complete_many(items)), options.concurrency)
+            if options.batch_acks
+            else None
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -222,7 +229,10 @@ class Worker:
             await self._report_failure(claim, TaskFailed(f"{type(exc).__name__}: {exc}"))
         else:
             try:
-                await self._persist(lambda: self.store.complete(task.id, claim.token, output))
+                if self._acks is not None:
+                    await self._acks.complete(task.id, claim.token, output)
+                else:
+                    await self._persist(lambda: self.store.complete(task.id, claim.token, output))
                 self.stats.succeeded += 1
             except LeaseLost:
                 self.stats.abandoned += 1

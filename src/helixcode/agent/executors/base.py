@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from helixcode.domain.models import Claim, Task
-from helixcode.errors import TaskFailed
+from helixcode.errors import HelixError, TaskFailed
 
-__all__ = ["Executor", "TaskContext", "executor_for"]
+__all__ = ["AlreadyReported", "Executor", "TaskContext", "executor_for"]
+
+
+class AlreadyReported(HelixError):
+    """The executor recorded the attempt's outcome itself, in the same transaction as its other writes
+    (a planning task inserting its subtasks and becoming their waiting parent): the worker must not
+    complete or fail the task again."""
 
 
 @dataclass
@@ -63,5 +69,7 @@ def executor_for(run: Mapping[str, Any]) -> Executor:
     if "builtin" in run:
         return BuiltinExecutor()
     if "agent" in run:
-        raise TaskFailed("this worker has no agent executor yet; give the task a 'run' spec", retryable=False)
+        from helixcode.agent.executors.agent import AgentExecutor
+
+        return AgentExecutor()
     raise TaskFailed(f"unknown run spec {dict(run)!r}", retryable=False)

@@ -1,0 +1,1 @@
+"""HelixCode's benchmark against its peers: ``python -m bench [--quick] [--only NAME]``, ``make bench``."""

@@ -1,0 +1,428 @@
+"""The agent executor: an LLM tool-calling loop in the task's own git worktree.
+
+One attempt::
+
+    worktree on helix/<job>/<task>  (from the merge of its dependencies' branches, or restored)
+    planning task -> ask for a plan (schema, one repair) -> commit -> insert subtasks -> waiting
+    other types   -> rounds of model call + tools; after each round a WIP commit and a checkpoint
+                     {conversation, commit}; then the type's post-step (tests, diagram rendering),
+                     a final commit, and a merge into helix/<job>
+
+A resumed attempt (another worker, after a crash) restores the conversation from the latest checkpoint
+and resets the worktree to the checkpoint's commit, so the two always match.
+
+Options come from the task's ``run: {agent: {...}}``: ``provider``, ``model``, ``max_rounds``,
+``token_budget``, ``max_tokens``, ``temperature``, ``on_limit`` (``succeed``, the default, or
+``fail``), ``test_command``, ``check``, ``max_subtasks``. Planned subtasks inherit the planner's.
+
+Hitting the round limit or token budget ends the task as a success with ``stop_reason`` saying so:
+its work so far is committed and merged, which keeps a job moving with weak models; ``on_limit: fail``
+makes it a (retryable) failure instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from helixcode.agent.executors.base import AlreadyReported, TaskContext
+from helixcode.agent.loop import AgentLoop, LoopLimits, LoopState
+from helixcode.agent.planning import ask_for_plan, chain, plan_output, split_uniform
+from helixcode.agent.prompts import PROFILES, system_prompt, task_prompt
+from helixcode.agent.services import AgentServices, services_for
+from helixcode.agent.tools import Toolset, WorkspaceTools, run_sandboxed
+from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, branch_name, job_branch
+from helixcode.domain.enums import TaskType
+from helixcode.domain.models import Task
+from helixcode.errors import PlanError, TaskFailed
+from helixcode.llm.errors import LLMError, NoCandidate
+from helixcode.llm.policy import Requirements
+from helixcode.llm.types import ChatRequest, ChatResponse
+
+__all__ = ["AgentExecutor", "AgentOptions"]
+
+TEST_TIMEOUT = 600.0
+#: Provider kinds that can force one named tool but not "any tool" (see ``adapt_for_llama_cpp_python``).
+NAMED_KINDS = ("local", "llamacpp")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    provider: str | None = None
+    model: str | None = None
+    max_rounds: int | None = None
+    token_budget: int | None = None
+    max_tokens: int = 512
+    temperature: float | None = 0.2
+    on_limit: str = "succeed"
+    test_command: str | None = None
+    check: str | None = None
+    max_subtasks: int = 6
+    history_chars: int = 6000
+    chain: bool = False  # planning: each subtask waits for the previous one
+    tool_choice: str = "auto"  # "required" | "named" | "auto": named for llama-cpp-python providers
+
+    @classmethod
+    def from_run(cls, run: Mapping[str, Any]) -> AgentOptions:
+        raw = dict(run.get("agent") or {})
+        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        return cls(**known)
+
+
+class AgentExecutor:
+    async def execute(self, ctx: TaskContext) -> dict[str, Any]:
+        if not ctx.workdir:
+            raise TaskFailed("agent tasks need a repository: the job has no workdir", retryable=False)
+        services = await services_for(ctx.database_url)
+        opts = AgentOptions.from_run(ctx.task.run)
+        workspace = Workspace(ctx.workdir, ctx.task.job_id)
+        saved = ctx.checkpoint if isinstance(ctx.checkpoint, dict) else {}
+        sources, summaries = await self._inputs(services, ctx.task)
+        try:
+            tws = await workspace.prepare(ctx.task.key, sources, resume_commit=saved.get("commit"))
+        except MergeConflict as exc:
+            raise TaskFailed(str(exc), retryable=False, output={"conflicts": exc.files}) from exc
+        chat = self._chat(services, opts, ctx.task.type)
+        if ctx.task.type is TaskType.PLANNING:
+            await self._plan(ctx, services, opts, workspace, tws, chat)
+            raise AssertionError("unreachable")  # _plan reports the outcome itself
+        return await Attempt(ctx, services, opts, workspace, tws, chat, summaries).run(saved)
+
+    @staticmethod
+    def _chat(services: AgentServices, opts: AgentOptions, task_type: TaskType) -> Any:
+        profile = PROFILES[task_type]
+
+        async def chat(request: ChatRequest) -> ChatResponse:
+            if opts.model:
+                request = replace(request, model=opts.model)
+            wanted = Requirements(tools=bool(request.tools), min_context=profile.min_context)
+            try:
+                return await services.llm.chat(request, requirements=wanted, provider=opts.provider)
+            except NoCandidate:
+                if profile.min_context is None:
+                    raise
+                # No model with the larger window: any model that can serve the request will do.
+                return await services.llm.chat(
+                    request, requirements=replace(wanted, min_context=None), provider=opts.provider
+                )
+
+        return chat
+
+    @staticmethod
+    async def _inputs(services: AgentServices, task: Task) -> tuple[list[str], dict[str, str]]:
+        """Branches to start from (dependencies, a finished parent standing for all its descendants) and
+        the dependencies' summaries."""
+        all_tasks = {t.key: t for t in await services.store.list_tasks(task.job_id)}
+        children: dict[str, list[str]] = {}
+        for t in all_tasks.values():
+            if t.parent_key:
+                children.setdefault(t.parent_key, []).append(t.key)
+
+        def family(key: str) -> list[str]:
+            return [key] + [d for c in children.get(key, []) for d in family(c)]
+
+        task = all_tasks.get(task.key, task)  # a claim's task does not carry its dependencies' keys
+        keys = [k for dep in task.depends_on for k in family(dep)]
+        if not keys and task.parent_key:
+            keys = [task.parent_key]
+        outputs = await services.store.task_outputs(task.job_id)
+        summaries = {k: str(outputs.get(k, {}).get("summary", "")) for k in task.depends_on}
+        return [branch_name(task.job_id, k) for k in dict.fromkeys(keys)], summaries
+
+    async def _plan(
+        self,
+        ctx: TaskContext,
+        services: AgentServices,
+        opts: AgentOptions,
+        workspace: Workspace,
+        tws: TaskWorkspace,
+        chat: Any,
+    ) -> None:
+        files = (await WorkspaceTools(tws.path).list_files({})).content
+        await ctx.report_progress(0.1, "asking for a plan")
+        goal = f"{ctx.task.title}\n{ctx.task.description}".strip()
+        try:
+            result = await ask_for_plan(
+                chat,
+                goal,
+                files[:2000],
+                max_subtasks=opts.max_subtasks,
+                max_tokens=max(400, 100 * opts.max_subtasks),
+                temperature=opts.temperature,
+            )
+        except PlanError as exc:
+            raise TaskFailed(str(exc), output={"faults": exc.faults}) from exc
+        subtasks = split_uniform(result.subtasks, tws.path)
+        if opts.chain:
+            subtasks = chain(subtasks)
+        result.subtasks = subtasks
+        commit = await workspace.commit(
+            tws,
+            f"{ctx.task.key}: plan\n\n"
+            + "\n".join(f"- {s.id} ({s.type.value}): {s.title}" for s in subtasks),
+            allow_empty=True,
+        )
+        await workspace.integrate(ctx.task.key)
+        await workspace.release(tws)
+        output = plan_output(
+            result, {"commit": commit, "branch": tws.branch, "job_branch": job_branch(ctx.task.job_id)}
+        )
+        try:
+            await services.store.expand_task(ctx.task.id, ctx.token, subtasks, output)
+        except PlanError as exc:
+            raise TaskFailed(str(exc), output={"faults": exc.faults}) from exc
+        raise AlreadyReported(f"planned {len(subtasks)} subtasks")
+
+
+class Attempt:
+    """One attempt of a tool-loop task; its pieces are small methods so each step reads on its own."""
+
+    def __init__(
+        self,
+        ctx: TaskContext,
+        services: AgentServices,
+        opts: AgentOptions,
+        workspace: Workspace,
+        tws: TaskWorkspace,
+        chat: Any,
+        summaries: dict[str, str],
+    ) -> None:
+        self.ctx, self.services, self.opts = ctx, services, opts
+        self.workspace, self.tws, self.chat, self.summaries = workspace, tws, chat, summaries
+        self.profile = PROFILES[ctx.task.type]
+        self.max_rounds = opts.max_rounds or self.profile.max_rounds
+
+    async def run(self, saved: Mapping[str, Any]) -> dict[str, Any]:
+        task = self.ctx.task
+        tools = Toolset(
+            WorkspaceTools(self.tws.path, self.services.command_policy),
+            self.profile.tools,
+            self.services.extra_tools,
+        )
+        history, named_only = await self._model_fit(tools)
+        limits = LoopLimits(
+            max_rounds=self.max_rounds,
+            token_budget=self.opts.token_budget,
+            max_tokens=self.opts.max_tokens,
+            temperature=self.opts.temperature,
+            history_chars=history,
+            nudge_tool="write_file" if "write_file" in tools.names else tools.names[0],
+            named_only=named_only,
+        )
+        if saved.get("loop"):
+            state = LoopState.from_json(saved["loop"])
+        else:
+            state = LoopState([_system(task.type), _user(task, self.summaries, self._test_command())])
+        resumed_at = state.rounds if saved.get("loop") else None
+        state = await AgentLoop(self.chat, tools, limits, self._after_round).run(state)
+        if state.stop_reason != "finished" and self.opts.on_limit == "fail":
+            raise TaskFailed(f"stopped at the {state.stop_reason.replace('_', ' ')} without finishing")  # type: ignore[union-attr]
+        extra = await self._post_step(state)
+        summary = state.summary or f"stopped at the {str(state.stop_reason).replace('_', ' ')}"
+        commit = await self.workspace.commit(
+            self.tws, f"{task.key}: {task.title}\n\n{summary}", allow_empty=True
+        )
+        try:
+            merged = await self.workspace.integrate(task.key)
+        except MergeConflict as exc:
+            raise TaskFailed(
+                str(exc), retryable=False, output={"conflicts": exc.files, "commit": commit}
+            ) from exc
+        files = await asyncio.to_thread(self.workspace.changed_files_sync, self.tws)
+        await self.workspace.release(self.tws)
+        return {
+            "summary": summary,
+            "stop_reason": state.stop_reason,
+            "rounds": state.rounds,
+            "tokens": state.tokens,
+            "tool_calls": state.tool_calls,
+            "resumed_at_round": resumed_at,
+            "commit": commit,
+            "branch": self.tws.branch,
+            "job_branch": job_branch(task.job_id),
+            "job_tip": merged,
+            "files": files,
+            **extra,
+        }
+
+    async def _model_fit(self, tools: Toolset) -> tuple[int, bool]:
+        """How many characters of past turns fit the likely model's window next to the tools and the
+        reply, and whether it must be driven with named tools (llama-cpp-python based providers)."""
+        specs = tools.specs()
+        probe = ChatRequest([], model=self.opts.model, tools=specs)
+        try:
+            found = await self.services.llm.candidates(probe, Requirements(tools=True), self.opts.provider)
+        except LLMError:
+            found = []
+        if not found:
+            return self.opts.history_chars, self.opts.tool_choice == "named"
+        kind = getattr(self.services.llm.providers.get(found[0].provider), "kind", "")
+        named = self.opts.tool_choice == "named" or (self.opts.tool_choice == "auto" and kind in NAMED_KINDS)
+        window = found[0].capabilities.context_length
+        if not window:
+            return self.opts.history_chars, named
+        spec_tokens = len(json.dumps([(t.name, t.description, t.parameters) for t in specs])) // 3
+        spare_tokens = window - self.opts.max_tokens - spec_tokens - 400  # 400: the system prompt and task
+        return max(600, min(self.opts.history_chars, spare_tokens * 3)), named
+
+    async def _after_round(self, state: LoopState) -> None:
+        commit = await self.workspace.commit(self.tws, f"wip({self.ctx.task.key}): round {state.rounds}")
+        head = commit or await asyncio.to_thread(self.workspace.head_sync, self.tws)
+        await self.ctx.save_checkpoint(
+            "agent", {"loop": state.to_json(), "commit": head, "branch": self.tws.branch}
+        )
+        note = state.note or f"round {state.rounds}/{self.max_rounds}, {state.tool_calls} tool calls"
+        await self.ctx.report_progress(state.progress(self.max_rounds), note)
+
+    def _test_command(self) -> str | None:
+        if self.opts.check:
+            return self.opts.check
+        if self.ctx.task.type in (TaskType.TESTING, TaskType.DEBUGGING):
+            return self.opts.test_command or detect_test_command(self.tws.path)
+        return None
+
+    async def _post_step(self, state: LoopState) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.ctx.task.type is TaskType.DIAGRAM:
+            out["diagrams"] = await asyncio.to_thread(
+                write_diagram, self.tws.path, self.ctx.task.key, state.files_written
+            )
+        command = self._test_command()
+        if command:
+            await self.ctx.report_progress(0.99, f"running {command}")
+            result = await run_sandboxed(command, self.tws.path, TEST_TIMEOUT, 4000)
+            tests = {
+                "command": command,
+                **parse_test_counts(result.content),
+                "exit_code": result.data["exit_code"],
+                "passed_ok": result.ok,
+                "output": result.content[-2000:],
+            }
+            out["tests"] = tests
+            if not result.ok:
+                await self.workspace.commit(self.tws, f"wip({self.ctx.task.key}): tests failing")
+                raise TaskFailed(
+                    f"tests failed: {command} ({tests.get('failed', '?')} failed, "
+                    f"{tests.get('passed', '?')} passed)",
+                    retryable=False,
+                    output=out,
+                )
+        return out
+
+
+def _system(task_type: TaskType) -> Any:
+    from helixcode.llm.types import Message
+
+    return Message.system(system_prompt(task_type))
+
+
+def _user(task: Task, summaries: Mapping[str, str], test_command: str | None) -> Any:
+    from helixcode.llm.types import Message
+
+    extra = [f"The test command is: {test_command}"] if test_command else []
+    return Message.user(task_prompt(task.title, task.description, summaries, extra))
+
+
+def detect_test_command(root: Path) -> str | None:
+    """A test command for common layouts: pytest when it is importable, else unittest discovery."""
+    if (root / "Makefile").is_file() and re.search(
+        r"^test:", (root / "Makefile").read_text(errors="replace"), re.M
+    ):
+        return "make test"
+    has_tests = any(root.glob("test*.py")) or any(root.glob("tests/test*.py"))
+    if not has_tests:
+        return None
+    import importlib.util
+
+    runner = "pytest -q" if importlib.util.find_spec("pytest") else "unittest discover -q"
+    return f"{sys.executable} -m {runner}"
+
+
+_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped)")
+
+
+def parse_test_counts(output: str) -> dict[str, int]:
+    """Pass/fail counts from pytest's or unittest's summary line."""
+    counts: dict[str, int] = {}
+    for number, word in _COUNT.findall(output):
+        key = "errors" if word.startswith("error") else word
+        counts[key] = int(number)
+    if ran := re.search(r"Ran (\d+) tests?", output):
+        total = int(ran.group(1))
+        failed = sum(int(n) for n in re.findall(r"(?:failures|errors)=(\d+)", output))
+        counts.update(total=total, failed=failed, passed=total - failed)
+    return counts
+
+
+def write_diagram(root: Path, key: str, written: list[str]) -> list[str]:
+    """Make sure the task leaves Mermaid source; render flowcharts to SVG when Graphviz is installed."""
+    sources = [root / p for p in written if p.endswith((".mmd", ".mermaid")) and (root / p).is_file()]
+    if not sources:
+        target = root / "docs" / "diagrams" / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', key)}.mmd"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(repository_mermaid(root), encoding="utf-8")
+        sources = [target]
+    made = [str(p.relative_to(root)) for p in sources]
+    if dot := shutil.which("dot"):
+        import subprocess
+
+        for src in sources:
+            graph = mermaid_to_dot(src.read_text(encoding="utf-8", errors="replace"))
+            if graph is None:
+                continue
+            svg = src.with_suffix(".svg")
+            proc = subprocess.run(
+                [dot, "-Tsvg", "-o", str(svg)],
+                input=graph,
+                text=True,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            if proc.returncode == 0:
+                made.append(str(svg.relative_to(root)))
+    return made
+
+
+def repository_mermaid(root: Path) -> str:
+    """A flowchart of the repository's folders and files (what a diagram task falls back to)."""
+    lines = ["flowchart TD", '    root["."]']
+    ids: dict[Path, str] = {root: "root"}
+    for path in sorted(p for p in root.rglob("*") if ".git" not in p.relative_to(root).parts)[:60]:
+        node = f"n{len(ids)}"
+        ids[path] = node
+        lines.append(f'    {node}["{path.name}"]')
+        lines.append(f"    {ids.get(path.parent, 'root')} --> {node}")
+    return "\n".join(lines) + "\n"
+
+
+_EDGE = re.compile(
+    r"^\s*([A-Za-z0-9_]+)(?:\[\"?([^\]\"]*)\"?\])?\s*-+>\s*([A-Za-z0-9_]+)(?:\[\"?([^\]\"]*)\"?\])?"
+)
+_NODE = re.compile(r"^\s*([A-Za-z0-9_]+)\[\"?([^\]\"]*)\"?\]\s*$")
+
+
+def mermaid_to_dot(source: str) -> str | None:
+    """DOT for a Mermaid flowchart's nodes and ``-->`` edges; None when there is nothing to draw."""
+    labels: dict[str, str] = {}
+    edges: list[tuple[str, str]] = []
+    for line in source.splitlines():
+        if m := _EDGE.match(line):
+            a, la, b, lb = m.groups()
+            labels.setdefault(a, la or a)
+            labels.setdefault(b, lb or b)
+            edges.append((a, b))
+        elif m := _NODE.match(line):
+            labels[m.group(1)] = m.group(2)
+    if not labels:
+        return None
+    body = [f'  {n} [label="{label.replace(chr(34), "")}"];' for n, label in labels.items()]
+    body += [f"  {a} -> {b};" for a, b in edges]
+    return "digraph G {\n" + "\n".join(body) + "\n}\n"

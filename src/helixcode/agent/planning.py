@@ -1,0 +1,266 @@
+"""Planning: ask the model for a plan that follows a JSON schema, validate it, repair it once.
+
+The schema goes to the provider as a response schema (constrained decoding where supported: llama.cpp
+grammars, OpenAI structured outputs, Ollama ``format``); the reply is still validated like any task
+graph (fields, types, duplicate ids, unknown references, cycles). An invalid plan gets one repair round
+carrying the validation errors; a second invalid plan fails the attempt with them.
+
+Large uniform work (a subtask that lists many ``files`` and whose type is refactoring or porting) is
+cut into balanced parts with the deterministic splitter, weighted by file size, before insertion.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from helixcode.domain.enums import Criticality, Priority, TaskType
+from helixcode.domain.graph import validate_graph
+from helixcode.domain.plan import AgentRun, TaskSpec
+from helixcode.domain.splitting import choose_parts, split_balanced
+from helixcode.errors import PlanError
+from helixcode.llm.types import ChatRequest, ChatResponse, Message, ResponseSchema, Usage
+
+__all__ = ["PlanResult", "ask_for_plan", "chain", "plan_schema", "split_uniform", "validate_plan"]
+
+ChatFn = Callable[[ChatRequest], Awaitable[ChatResponse]]
+SUBTASK_TYPES = [t.value for t in TaskType if t is not TaskType.PLANNING]
+UNIFORM_TYPES = (TaskType.REFACTORING, TaskType.PORTING)
+UNIFORM_MIN_FILES = 4
+
+PLANNER_PROMPT = (
+    "You plan software work. Break the goal into at most {max_subtasks} subtasks, in order. Subtask i "
+    "has the id t<i>, a type ({types}), a short title, a one-sentence description, and depends_on: ids "
+    "of earlier subtasks that must finish first. Reply with JSON only."
+)
+
+
+def plan_schema(max_subtasks: int = 8) -> dict[str, Any]:
+    """The JSON schema a plan reply must follow.
+
+    Subtask ``i`` has the id ``t<i>`` and may depend only on earlier ones (``prefixItems``, one schema
+    per position), so a model under constrained decoding cannot write a cycle, a self-dependency or an
+    unknown reference; the reply is validated all the same, since not every provider enforces schemas.
+    """
+    strings = {"type": "array", "items": {"type": "string"}}
+    positions = []
+    for i in range(1, max_subtasks + 1):
+        props: dict[str, Any] = {
+            "id": {"const": f"t{i}"},
+            "type": {"type": "string", "enum": SUBTASK_TYPES},
+            "title": {"type": "string", "maxLength": 80},
+            "description": {"type": "string", "maxLength": 300},
+        }
+        if i > 1:
+            earlier = [f"t{j}" for j in range(1, i)]
+            props["depends_on"] = {
+                "type": "array",
+                "items": {"type": "string", "enum": earlier},
+                "maxItems": i - 1,
+            }
+        optional = {
+            "priority": {"type": "string", "enum": [p.value for p in Priority]},
+            "criticality": {"type": "string", "enum": [c.value for c in Criticality]},
+            "requires": strings,
+            "check": {"type": "string"},
+            "files": strings,
+        }
+        positions.append(
+            {
+                "type": "object",
+                "properties": {**props, **optional},
+                "required": list(props),
+                "additionalProperties": False,
+            }
+        )
+    return {
+        "type": "object",
+        "properties": {
+            "subtasks": {"type": "array", "prefixItems": positions, "items": False, "minItems": 1}
+        },
+        "required": ["subtasks"],
+        "additionalProperties": False,
+    }
+
+
+def validate_plan(text: str, max_subtasks: int = 8) -> list[TaskSpec]:
+    """Subtask specs from a reply, or ``PlanError`` listing every fault found."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError([f"plan: not valid JSON ({exc.msg} at character {exc.pos})"]) from None
+    items = data.get("subtasks") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise PlanError(["plan: expected an object with a non-empty 'subtasks' list"])
+    if len(items) > max_subtasks:
+        raise PlanError([f"plan: {len(items)} subtasks; at most {max_subtasks} are allowed"])
+    faults: list[str] = []
+    specs: list[TaskSpec] = []
+    for index, item in enumerate(items):
+        try:
+            specs.append(_spec(item))
+        except ValidationError as exc:
+            label = item.get("id") if isinstance(item, dict) else None
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"]) or "subtask"
+                faults.append(
+                    f"subtask '{label}' (subtasks[{index}]): {where}: {err['msg']} (got {err['input']!r})"
+                )
+        except (TypeError, ValueError) as exc:
+            faults.append(f"subtasks[{index}]: {exc}")
+    seen: dict[str, int] = {}
+    for spec in specs:
+        seen[spec.id] = seen.get(spec.id, 0) + 1
+    faults += [f"subtask '{k}': id used {n} times" for k, n in seen.items() if n > 1]
+    if faults:
+        raise PlanError(faults)
+    validate_graph({s.id: list(s.depends_on) for s in specs})
+    return specs
+
+
+def _spec(item: Any) -> TaskSpec:
+    if not isinstance(item, dict):
+        raise TypeError("each subtask must be an object")
+    if item.get("type") == TaskType.PLANNING.value:
+        raise ValueError(f"subtask '{item.get('id')}': type 'planning' is not allowed inside a plan")
+    agent: dict[str, Any] = {}
+    if check := item.get("check"):
+        agent["check"] = str(check)
+    if files := item.get("files"):
+        agent["files"] = [str(f) for f in files]
+    if isinstance(item.get("depends_on"), list):  # the same dependency twice means it once
+        item = {**item, "depends_on": list(dict.fromkeys(map(str, item["depends_on"])))}
+    fields = {
+        k: item[k]
+        for k in ("id", "type", "title", "description", "depends_on", "requires", "priority", "criticality")
+        if item.get(k) is not None
+    }
+    return TaskSpec.model_validate({**fields, "run": AgentRun(agent=agent)})
+
+
+@dataclass
+class PlanResult:
+    subtasks: list[TaskSpec]
+    rounds: int
+    usage: Usage
+    faults_repaired: list[str]
+    raw: str
+
+
+async def ask_for_plan(
+    chat: ChatFn,
+    goal: str,
+    context: str = "",
+    *,
+    max_subtasks: int = 8,
+    max_tokens: int = 1024,
+    temperature: float | None = 0.2,
+) -> PlanResult:
+    """Ask for a plan; one repair round with the faults; ``PlanError`` if the repair is invalid too."""
+    system = PLANNER_PROMPT.format(max_subtasks=max_subtasks, types=", ".join(SUBTASK_TYPES))
+    user = f"Goal: {goal}" + (f"\n\nRepository files:\n{context}" if context else "")
+    messages = [Message.system(system), Message.user(user)]
+    schema = ResponseSchema(plan_schema(max_subtasks), name="plan")
+    prompt = completion = 0
+    repaired: list[str] = []
+    for round_ in (1, 2):
+        reply = await chat(
+            ChatRequest(messages, response_schema=schema, max_tokens=max_tokens, temperature=temperature)
+        )
+        if reply.usage:
+            prompt, completion = (
+                prompt + reply.usage.prompt_tokens,
+                completion + reply.usage.completion_tokens,
+            )
+        try:
+            subtasks = validate_plan(reply.content, max_subtasks)
+        except PlanError as exc:
+            if round_ == 2:
+                raise PlanError(
+                    [f"plan still invalid after one repair round: {f}" for f in exc.faults]
+                ) from None
+            repaired = list(exc.faults)
+            messages += [
+                Message.assistant(reply.content),
+                Message.user(
+                    "That plan is invalid:\n- " + "\n- ".join(exc.faults) + "\nReply with a corrected plan."
+                ),
+            ]
+            continue
+        return PlanResult(subtasks, round_, Usage(prompt, completion), repaired, reply.content)
+    raise AssertionError("unreachable")
+
+
+def split_uniform(specs: Sequence[TaskSpec], root: Path, slots: int = 4) -> list[TaskSpec]:
+    """Cut refactoring/porting subtasks that list many files into balanced parts (by file size).
+
+    The parts keep the subtask's dependencies; whatever depended on it depends on every part.
+    """
+    out: list[TaskSpec] = []
+    renamed: dict[str, list[str]] = {}
+    for spec in specs:
+        files = list(spec.run.agent.get("files", ())) if isinstance(spec.run, AgentRun) else []
+        if spec.type not in UNIFORM_TYPES or len(files) < UNIFORM_MIN_FILES:
+            out.append(spec)
+            continue
+        weights = {f: float(max(1, _size(root / f))) for f in dict.fromkeys(files)}
+        parts = split_balanced(weights, choose_parts(sum(weights.values()), len(weights), slots, 0.0))
+        ids = [f"{spec.id}-{i + 1}" for i in range(len(parts))]
+        renamed[spec.id] = ids
+        for pid, part in zip(ids, parts, strict=True):
+            agent = {**spec.run.agent, "files": list(part.items)}  # type: ignore[union-attr]
+            listing = "\n".join(f"- {f}" for f in part.items)
+            out.append(
+                spec.model_copy(
+                    update={
+                        "id": pid,
+                        "title": f"{spec.title} ({pid})"[:200],
+                        "run": AgentRun(agent=agent),
+                        "description": f"{spec.description}\n\nOnly these files:\n{listing}".strip(),
+                    }
+                )
+            )
+    if not renamed:
+        return out
+    return [
+        s.model_copy(update={"depends_on": [d2 for d in s.depends_on for d2 in renamed.get(d, [d])]})
+        for s in out
+    ]
+
+
+def chain(specs: Sequence[TaskSpec]) -> list[TaskSpec]:
+    """Each subtask also depends on the one before it: the plan runs in order, and no two subtasks edit
+    the same files in parallel (weak models tend to pick the same file names)."""
+    out = list(specs[:1])
+    for prev, spec in itertools.pairwise(specs):
+        deps = spec.depends_on if prev.id in spec.depends_on else [*spec.depends_on, prev.id]
+        out.append(spec.model_copy(update={"depends_on": deps}))
+    return out
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 1
+
+
+def describe(specs: Sequence[TaskSpec]) -> str:
+    return "; ".join(f"{s.id} ({s.type.value})" for s in specs)
+
+
+def plan_output(result: PlanResult, extra: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "summary": f"planned {len(result.subtasks)} subtasks: {describe(result.subtasks)}",
+        "subtasks": [s.model_dump(mode="json") for s in result.subtasks],
+        "plan_rounds": result.rounds,
+        "repaired": result.faults_repaired,
+        "tokens": result.usage.total_tokens,
+        **extra,
+    }

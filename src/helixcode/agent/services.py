@@ -1,0 +1,59 @@
+"""What agent tasks share within one worker process: settings, a store, the LLM manager.
+
+Built lazily, once per process and database URL, from the process's own settings (``helix.toml``,
+``HELIX_*``), so a worker that never runs an agent task never loads a model. Tests (and embedders)
+install their own with ``install``. ``extra_tools`` is the hook for tools from elsewhere (the MCP
+client's ``McpToolset``): providers listed there are offered to every agent task of this process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from helixcode.agent.tools import CommandPolicy, ToolProvider
+from helixcode.config import Settings, load_settings
+from helixcode.llm.manager import LLMManager
+from helixcode.llm.registry import build_manager
+from helixcode.store.store import Store
+
+__all__ = ["AgentServices", "close_services", "install", "services_for"]
+
+
+@dataclass
+class AgentServices:
+    settings: Settings
+    store: Store
+    llm: LLMManager
+    extra_tools: list[ToolProvider] = field(default_factory=list)
+    command_policy: CommandPolicy = field(default_factory=CommandPolicy)
+    owned: bool = True  # close the store and manager in close_services()
+
+
+_shared: dict[str, AgentServices] = {}
+
+
+def install(database_url: str, services: AgentServices) -> None:
+    _shared[database_url] = services
+
+
+async def services_for(database_url: str) -> AgentServices:
+    if found := _shared.get(database_url):
+        return found
+    base = load_settings()
+    settings = base.model_copy(update={"database": base.database.model_copy(update={"url": database_url})})
+    store = await Store.open(settings, upgrade=False)
+    if found := _shared.get(database_url):  # another task got there while we connected
+        await store.aclose()
+        return found
+    services = AgentServices(settings, store, build_manager(settings))
+    _shared[database_url] = services
+    return services
+
+
+async def close_services() -> None:
+    """Close what ``services_for`` opened (worker shutdown, test teardown)."""
+    while _shared:
+        _url, services = _shared.popitem()
+        if services.owned:
+            await services.llm.aclose()
+            await services.store.aclose()

@@ -1,0 +1,174 @@
+"""A running task that becomes a parent: a planning task inserting the subtasks it planned.
+
+``expand_task`` is one transaction, fenced by the planner's lease: it validates the job's graph with
+the new subtasks, inserts them under the planner (``parent_id``), records the planner's attempt as
+succeeded and leaves the planner ``waiting``, like a split parent: it succeeds when all its children
+have (``QueueOps._finish_parents``), and only then are its own dependents released, so everything
+that depended on the planning task waits for the planned work too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from helixcode.domain.enums import TaskStatus
+from helixcode.domain.graph import validate_graph
+from helixcode.domain.ordering import claim_rank
+from helixcode.domain.plan import TaskSpec
+from helixcode.errors import PlanError
+from helixcode.store.base import event
+from helixcode.store.queue import _LEASE_CLEARED, QueueOps
+from helixcode.store.tables import results, task_dependencies, tasks
+
+__all__ = ["ExpandOps", "child_key"]
+
+S = TaskStatus
+KEY_LIMIT = 64
+
+
+def child_key(parent: str, sub: str) -> str:
+    return f"{parent}.{sub}"
+
+
+class ExpandOps(QueueOps):
+    async def expand_task(
+        self,
+        task_id: int,
+        token: str,
+        subtasks: Sequence[TaskSpec],
+        output: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Insert ``subtasks`` under the running task ``task_id``; it then waits for them. Returns keys."""
+        if not subtasks:
+            raise PlanError(["plan: no subtasks"])
+        defaults = self.settings.tasks
+        async with self._write() as conn:
+            now = await self._now(conn)
+            parent = await self._fenced(conn, task_id, token)
+            job_id, pkey = parent["job_id"], parent["key"]
+            keys = {s.id: child_key(pkey, s.id) for s in subtasks}
+            too_long = [
+                f"task '{k}': key longer than {KEY_LIMIT} characters"
+                for k in keys.values()
+                if len(k) > KEY_LIMIT
+            ]
+            if too_long:
+                raise PlanError(too_long)
+            graph = await self._job_graph(conn, job_id)
+            clash = [f"task '{k}' already exists in job {job_id}" for k in keys.values() if k in graph]
+            if clash:
+                raise PlanError(clash)
+            outside = [
+                f"task '{s.id}': depends on '{d}', which is not in the plan"
+                for s in subtasks
+                for d in s.depends_on
+                if d not in keys
+            ]
+            if outside:
+                raise PlanError(outside)
+            for spec in subtasks:
+                graph[keys[spec.id]] = [keys.get(d, d) for d in spec.depends_on]
+            validate_graph(graph)
+            inherited = (parent["run"] or {}).get("agent") or {}
+            rows = [
+                self._row(
+                    spec, job_id, keys, task_id, inherited, now, defaults.max_attempts, defaults.timeout
+                )
+                for spec in subtasks
+            ]
+            result = await conn.execute(
+                tasks.insert().returning(tasks.c.id, tasks.c.key, sort_by_parameter_order=True), rows
+            )
+            ids = {key: tid for tid, key in result.all()}
+            deps = [
+                {"task_id": ids[keys[s.id]], "depends_on_id": ids[keys[d]]}
+                for s in subtasks
+                for d in s.depends_on
+            ]
+            if deps:
+                await conn.execute(task_dependencies.insert(), deps)
+            await self._fenced(conn, task_id, token, status=S.WAITING.value, progress=0.0, **_LEASE_CLEARED)
+            await self._record_result(conn, parent, token, "succeeded", now, dict(output or {}), None)
+            await self._events(
+                conn,
+                [
+                    event(
+                        job_id,
+                        "expanded",
+                        now,
+                        task_id=task_id,
+                        attempt=parent["attempts"],
+                        worker_id=parent["lease_owner"],
+                        children=list(keys.values()),
+                    )
+                ]
+                + [
+                    event(job_id, "ready", now, task_id=ids[keys[s.id]]) for s in subtasks if not s.depends_on
+                ],
+            )
+        return list(keys.values())
+
+    @staticmethod
+    def _row(
+        spec: TaskSpec,
+        job_id: str,
+        keys: Mapping[str, str],
+        parent_id: int,
+        inherited: Mapping[str, Any],
+        now: float,
+        max_attempts: int,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        run = spec.run.model_dump(mode="json")
+        if "agent" in run:
+            run = {"agent": {**inherited, **run["agent"]}}
+        return {
+            "job_id": job_id,
+            "key": keys[spec.id],
+            "parent_id": parent_id,
+            "type": spec.type.value,
+            "title": spec.title,
+            "description": spec.description,
+            "priority": spec.priority.rank,
+            "claim_rank": claim_rank(spec.priority.rank, spec.criticality.rank),
+            "criticality": spec.criticality.rank,
+            "requires": list(spec.requires),
+            "run": run,
+            "status": (S.BLOCKED if spec.depends_on else S.READY).value,
+            "pending_deps": len(spec.depends_on),
+            "max_attempts": spec.max_attempts or max_attempts,
+            "timeout": spec.timeout if spec.timeout is not None else timeout,
+            "created_at": now,
+            "ready_at": None if spec.depends_on else now,
+        }
+
+    @staticmethod
+    async def _job_graph(conn: AsyncConnection, job_id: str) -> dict[str, list[str]]:
+        keys = dict(
+            (await conn.execute(sa.select(tasks.c.id, tasks.c.key).where(tasks.c.job_id == job_id))).all()
+        )
+        graph: dict[str, list[str]] = {k: [] for k in keys.values()}
+        edges = await conn.execute(
+            sa.select(task_dependencies.c.task_id, task_dependencies.c.depends_on_id).where(
+                task_dependencies.c.task_id.in_(list(keys))
+            )
+        )
+        for tid, dep in edges.all():
+            graph[keys[tid]].append(keys[dep])
+        return graph
+
+    async def task_outputs(self, job_id: str) -> dict[str, dict[str, Any]]:
+        """The output of each task's latest successful attempt, by task key."""
+        stmt = (
+            sa.select(tasks.c.key, results.c.output)
+            .join(results, results.c.task_id == tasks.c.id)
+            .where(tasks.c.job_id == job_id, results.c.outcome == "succeeded")
+            .order_by(results.c.task_id, results.c.attempt)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {key: dict(output or {}) for key, output in rows}

@@ -1,0 +1,41 @@
+"""The bench harness still runs: its report formatting, and the tiniest HelixCode-only measure.
+
+The full bench (``make bench``) needs its own environment with the peers; this only guards the harness
+against breaking, in seconds, with what the project's own environment has.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("psutil")
+
+from bench.common import spread
+from bench.report import Report, Row
+
+
+def test_report_orients_ratios_and_writes_json(tmp_path: Path) -> None:
+    report = Report("smoke")
+    report.add(
+        Row("s", "rate", "tasks/s", spread([200, 220, 180]), "peer", 100.0, target=">= 1.5x", met=True)
+    )
+    report.add(Row("s", "latency", "ms", 10.0, "peer", 20.0, higher_is_better=False))
+    report.add(Row("s", "dag", "s", 1.0, "peer", "n/a: no dependencies"))
+    assert [r.ratio for r in report.rows] == [2.0, 2.0, None]
+    path = report.write(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["rows"][0]["helixcode"] == {"median": 200.0, "min": 180.0, "max": 220.0, "n": 3}
+    assert data["rows"][2]["peer_figure"] == "n/a: no dependencies"
+    assert report.table().row_count == 4  # a section header and three rows
+
+
+@pytest.mark.slow
+def test_tiniest_helix_drain_on_sqlite() -> None:
+    from bench.drains import helix_drain
+
+    result = helix_drain("sqlite", 20, 10)
+    assert result.tasks == 20
+    assert result.rate > 0

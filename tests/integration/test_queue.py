@@ -1,0 +1,553 @@
+"""The queue on both databases: readiness, claim order, capabilities, fenced leases, retries, checkpoints.
+
+Every test drives the store the way workers do (claim, then write with the lease token) and asserts on
+what the database then says: statuses, events, results rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from helixcode.config import Settings, TasksSettings
+from helixcode.domain.backoff import backoff_ceiling
+from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus
+from helixcode.domain.models import Claim, LeaseState
+from helixcode.domain.plan import JobSpec, parse_plan
+from helixcode.domain.splitting import Part
+from helixcode.errors import LeaseLost
+from helixcode.store import queue as queue_module
+from helixcode.store.queue import CheckpointTooLarge
+from helixcode.store.store import Store
+from helixcode.store.tables import results, tasks
+
+S = TaskStatus
+OpenStore = Callable[..., Awaitable[Store]]
+
+
+def spec(*task_list: dict[str, Any]) -> JobSpec:
+    """A job of ``noop`` tasks; each dict overrides the defaults."""
+    return parse_plan(
+        {
+            "name": "queue-test",
+            "tasks": [
+                {"type": "building", "title": t["id"], "run": {"builtin": "noop"}, **t} for t in task_list
+            ],
+        }
+    )
+
+
+def t(key: str, *deps: str, **fields: Any) -> dict[str, Any]:
+    return {"id": key, "depends_on": list(deps), **fields}
+
+
+async def statuses(store: Store, job_id: str) -> dict[str, TaskStatus]:
+    return {task.key: task.status for task in await store.list_tasks(job_id)}
+
+
+async def claim_one(store: Store, worker: str = "w1", caps: tuple[str, ...] = ()) -> Claim:
+    claims = await store.claim(worker, caps)
+    assert len(claims) == 1, f"expected one claim, got {claims}"
+    return claims[0]
+
+
+async def run_to_end(store: Store, job_id: str) -> list[str]:
+    """Claim and complete until nothing is claimable; returns the keys in claim order."""
+    order: list[str] = []
+    while claims := await store.claim("runner", ("gpu", "cuda")):
+        for c in claims:
+            assert c.task.job_id == job_id
+            order.append(c.task.key)
+            await store.complete(c.task.id, c.token, {"by": "runner"})
+    return order
+
+
+async def result_rows(store: Store, job_id: str) -> list[dict[str, Any]]:
+    stmt = (
+        sa.select(results, tasks.c.key)
+        .join(tasks, tasks.c.id == results.c.task_id)
+        .where(tasks.c.job_id == job_id)
+        .order_by(results.c.task_id, results.c.attempt)
+    )
+    async with store._read() as conn:
+        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def event_kinds(store: Store, job_id: str, key: str) -> list[str]:
+    return [e.kind for e in await store.list_events(job_id) if e.task_key == key]
+
+
+@pytest.fixture
+async def open_store(settings: Settings) -> AsyncIterator[OpenStore]:
+    """Open another Store on the same database, with ``tasks`` settings overridden."""
+    opened: list[Store] = []
+
+    async def make(**tasks_overrides: Any) -> Store:
+        tasks_settings = TasksSettings(**{**settings.tasks.model_dump(), **tasks_overrides})
+        store = await Store.open(Settings(database=settings.database, tasks=tasks_settings))
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        await store.aclose()
+
+
+# -- readiness ----------------------------------------------------------------------------------
+
+
+async def test_a_task_becomes_ready_only_when_every_dependency_succeeded(store: Store) -> None:
+    job = await store.create_job(spec(t("a"), t("b"), t("c", "a", "b"), t("d", "c")))
+    assert await statuses(store, job.id) == {"a": S.READY, "b": S.READY, "c": S.BLOCKED, "d": S.BLOCKED}
+
+    first = await claim_one(store)
+    await store.complete(first.task.id, first.token)
+    after_one = await statuses(store, job.id)
+    assert after_one["c"] is S.BLOCKED, "one of two dependencies is not enough"
+
+    second = await claim_one(store)
+    assert {first.task.key, second.task.key} == {"a", "b"}
+    await store.complete(second.task.id, second.token)
+    assert (await statuses(store, job.id))["c"] is S.READY
+    assert (await statuses(store, job.id))["d"] is S.BLOCKED
+    assert await event_kinds(store, job.id, "c") == ["ready"]
+    assert await run_to_end(store, job.id) == ["c", "d"]
+    assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_failed_dependency_fails_its_dependents_transitively(store: Store) -> None:
+    job = await store.create_job(
+        spec(
+            t("a", priority="high"),
+            t("b", "a"),
+            t("c", "b"),
+            t("d", "a"),
+            t("e", "c", "x"),
+            t("x"),
+        )
+    )
+    a = await claim_one(store)
+    assert a.task.key == "a"
+    assert await store.fail(a.task.id, a.token, "broken", retryable=False) is S.FAILED
+    found = await statuses(store, job.id)
+    assert found == {
+        "a": S.FAILED,
+        "b": S.UPSTREAM_FAILED,
+        "c": S.UPSTREAM_FAILED,
+        "d": S.UPSTREAM_FAILED,
+        "e": S.UPSTREAM_FAILED,
+        "x": S.READY,
+    }
+    for key in "bcde":
+        assert await event_kinds(store, job.id, key) == ["upstream_failed"]
+    # The job is not over while an unrelated task can still run; then it ends failed.
+    assert (await store.get_job(job.id)).status is JobStatus.RUNNING
+    assert await run_to_end(store, job.id) == ["x"]
+    assert (await store.get_job(job.id)).status is JobStatus.FAILED
+
+
+# -- claim order --------------------------------------------------------------------------------
+
+
+async def test_claims_follow_priority_then_criticality(store: Store) -> None:
+    pairs = list(itertools.product(Priority, Criticality)) * 2
+    random.Random(5).shuffle(pairs)
+    job = await store.create_job(
+        spec(*[t(f"t{i}", priority=p.value, criticality=c.value) for i, (p, c) in enumerate(pairs)])
+    )
+    claimed: list[tuple[int, int]] = []
+    while claims := await store.claim("w1"):
+        claimed += [(c.task.priority.rank, c.task.criticality.rank) for c in claims]
+    assert len(claimed) == len(pairs)
+    assert claimed == sorted(claimed, reverse=True)
+    assert (await store.job_summary(job.id)).counts == {S.RUNNING: len(pairs)}
+
+
+async def test_among_equals_the_task_ready_first_is_claimed_first(store: Store) -> None:
+    # 'late' has the lower id but becomes ready only after 'early' (when its gate succeeds).
+    job = await store.create_job(spec(t("gate", priority="high"), t("late", "gate"), t("early")))
+    gate = await claim_one(store)
+    assert gate.task.key == "gate"
+    await store.complete(gate.task.id, gate.token)
+    found = {task.key: task for task in await store.list_tasks(job.id)}
+    early, late = found["early"].ready_at, found["late"].ready_at
+    assert early is not None
+    assert late is not None
+    assert early < late
+    assert found["late"].id < found["early"].id
+    assert [c.task.key for c in await store.claim("w1", limit=5)] == ["early", "late"]
+    # Across jobs too: an older job's ready task goes before a newer job's equal one.
+    older = await store.create_job(spec(t("one")))
+    newer = await store.create_job(spec(t("one")))
+    assert [c.task.job_id for c in await store.claim("w1", limit=5)] == [older.id, newer.id]
+
+
+async def test_aging_lets_a_waiting_low_task_overtake_newer_high_ones(open_store: OpenStore) -> None:
+    store = await open_store(aging_seconds=0.1)
+    old = await store.create_job(spec(t("old-low", priority="low")))
+    await asyncio.sleep(0.3)  # three aging periods: enough to climb from low to high
+    for _ in range(3):
+        await store.maintain()
+    new = await store.create_job(spec(t("new-high", priority="high"), t("new-low", priority="low")))
+    await store.maintain()  # the fresh low task has not waited: it must not be lifted
+    order = [(c.task.job_id, c.task.key) for c in await store.claim("w1", limit=3)]
+    assert order == [(old.id, "old-low"), (new.id, "new-high"), (new.id, "new-low")]
+
+
+async def test_without_aging_a_waiting_low_task_stays_behind_high_ones(open_store: OpenStore) -> None:
+    store = await open_store(aging_seconds=3600)
+    await store.create_job(spec(t("old-low", priority="low")))
+    await asyncio.sleep(0.1)
+    await store.maintain()
+    await store.create_job(spec(t("new-high", priority="high")))
+    assert [c.task.key for c in await store.claim("w1", limit=2)] == ["new-high", "old-low"]
+
+
+async def test_a_worker_claims_only_tasks_whose_requirements_it_has(store: Store) -> None:
+    job = await store.create_job(
+        spec(
+            t("plain"),
+            t("gpu", requires=["gpu"]),
+            t("gpu-cuda", requires=["gpu", "cuda"]),
+            t("cuda", requires=["cuda"]),
+        )
+    )
+    assert [c.task.key for c in await store.claim("none", (), limit=10)] == ["plain"]
+    assert await store.claim("none", (), limit=10) == []
+    assert [c.task.key for c in await store.claim("gpu", ("gpu", "ssd"), limit=10)] == ["gpu"]
+    assert await store.claim("gpu", ("gpu",), limit=10) == []
+    both = await store.claim("both", ("cuda", "gpu", "x"), limit=10)
+    assert sorted(c.task.key for c in both) == ["cuda", "gpu-cuda"]
+    assert (await store.job_summary(job.id)).counts == {S.RUNNING: 4}
+
+
+async def test_a_batch_claim_takes_the_best_tasks_each_with_its_own_lease(store: Store) -> None:
+    job = await store.create_job(
+        spec(*[t(f"t{i}", priority=["low", "normal", "high"][i % 3]) for i in range(7)])
+    )
+    batch = await store.claim("w1", limit=3)
+    assert [c.task.priority for c in batch] == [Priority.HIGH, Priority.HIGH, Priority.NORMAL]
+    assert len({c.token for c in batch}) == 3
+    assert all(c.attempt == 1 and c.task.status is S.RUNNING for c in batch)
+    assert all(c.task.lease_owner == "w1" for c in batch)
+    rest = await store.claim("w2", limit=10)
+    assert len(rest) == 4
+    assert {c.task.id for c in batch}.isdisjoint(c.task.id for c in rest)
+    claimed_events = [e for e in await store.list_events(job.id) if e.kind == "claimed"]
+    assert len(claimed_events) == 7
+    assert {e.worker_id for e in claimed_events[:3]} == {"w1"}
+
+
+async def test_a_paused_jobs_tasks_are_not_claimed(store: Store) -> None:
+    paused = await store.create_job(spec(t("p", priority="high")))
+    other = await store.create_job(spec(t("o", priority="low")))
+    await store.pause_job(paused.id)
+    assert [c.task.job_id for c in await store.claim("w1", limit=5)] == [other.id]
+    assert await store.claim("w1", limit=5) == []
+    await store.resume_job(paused.id)
+    assert [c.task.job_id for c in await store.claim("w1", limit=5)] == [paused.id]
+
+
+async def test_concurrent_claimers_never_share_a_task(open_store: OpenStore, store: Store) -> None:
+    n_tasks, n_claimers = 80, 8
+    job = await store.create_job(
+        spec(*[t(f"t{i}", priority=["low", "normal", "high"][i % 3]) for i in range(n_tasks)])
+    )
+    claimers = [await open_store() for _ in range(n_claimers)]
+
+    async def drain(s: Store, worker: str) -> list[int]:
+        got: list[int] = []
+        while claims := await s.claim(worker, limit=3):
+            got += [c.task.id for c in claims]
+        return got
+
+    per_claimer = await asyncio.gather(*(drain(s, f"w{i}") for i, s in enumerate(claimers)))
+    claimed = [task_id for got in per_claimer for task_id in got]
+    assert len(claimed) == len(set(claimed)) == n_tasks
+    assert sum(1 for got in per_claimer if got) > 1, "the claimers did run concurrently"
+    found = await store.list_tasks(job.id)
+    assert all(task.attempts == 1 and task.status is S.RUNNING for task in found)
+    claimed_events = [e for e in await store.list_events(job.id) if e.kind == "claimed"]
+    assert sorted(e.task_key for e in claimed_events) == sorted(task.key for task in found)
+
+
+# -- leases and fencing -------------------------------------------------------------------------
+
+
+async def test_every_write_with_a_stale_token_is_refused(store: Store) -> None:
+    job = await store.create_job(spec(t("a")))
+    claim = await claim_one(store)
+    bogus = "0" * 32
+    with pytest.raises(LeaseLost):
+        await store.report_progress(claim.task.id, bogus, 0.5)
+    with pytest.raises(LeaseLost):
+        await store.save_checkpoint(claim.task.id, bogus, "c", {"x": 1})
+    with pytest.raises(LeaseLost):
+        await store.complete(claim.task.id, bogus)
+    with pytest.raises(LeaseLost):
+        await store.fail(claim.task.id, bogus, "nope")
+    assert (await store.get_task(job.id, "a")).status is S.RUNNING
+    assert await store.list_checkpoints(claim.task.id) == []
+    await store.complete(claim.task.id, claim.token)
+    # A finished task's lease is gone: the same token cannot write again.
+    with pytest.raises(LeaseLost):
+        await store.complete(claim.task.id, claim.token)
+    with pytest.raises(LeaseLost):
+        await store.report_progress(claim.task.id, claim.token, 1.0)
+
+
+async def test_an_expired_lease_is_requeued_and_the_late_result_refused(open_store: OpenStore) -> None:
+    store = await open_store(lease_ttl=0.2)
+    job = await store.create_job(spec(t("a"), t("b", "a")))
+    old = await claim_one(store, "old-worker")
+    await asyncio.sleep(0.35)
+    assert (await store.maintain()).requeued == 1
+    task = await store.get_task(job.id, "a")
+    assert task.status is S.READY
+    assert (task.lease_losses, task.failures) == (1, 0)
+
+    new = await claim_one(store, "new-worker")
+    assert new.task.id == old.task.id
+    assert new.token != old.token
+    assert new.attempt == 2
+    with pytest.raises(LeaseLost):
+        await store.complete(old.task.id, old.token, {"by": "old"})
+    with pytest.raises(LeaseLost):
+        await store.report_progress(old.task.id, old.token, 0.9)
+    await store.complete(new.task.id, new.token, {"by": "new"})
+    with pytest.raises(LeaseLost):
+        await store.fail(old.task.id, old.token, "too late")
+
+    rows = await result_rows(store, job.id)
+    assert [(r["key"], r["attempt"], r["worker_id"], r["output"]) for r in rows] == [
+        ("a", 2, "new-worker", {"by": "new"})
+    ]
+    assert (await store.get_task(job.id, "a")).status is S.SUCCEEDED
+    assert (await store.get_task(job.id, "b")).status is S.READY
+    kinds = await event_kinds(store, job.id, "a")
+    assert kinds == ["ready", "claimed", "requeued", "claimed", "succeeded"]
+
+
+async def test_a_task_that_loses_its_lease_too_often_fails(open_store: OpenStore) -> None:
+    store = await open_store(lease_ttl=0.1, max_lease_losses=2)
+    job = await store.create_job(spec(t("a"), t("after", "a")))
+    for expected_losses in (1, 2):
+        await claim_one(store)
+        await asyncio.sleep(0.2)
+        done = await store.maintain()
+        task = await store.get_task(job.id, "a")
+        assert task.lease_losses == expected_losses
+        assert task.failures == 0
+    assert (done.requeued, done.lost_failed) == (0, 1)
+    assert task.status is S.FAILED
+    assert (await store.get_task(job.id, "after")).status is S.UPSTREAM_FAILED
+    assert (await store.get_job(job.id)).status is JobStatus.FAILED
+
+
+async def test_renewing_keeps_a_lease_past_its_ttl(open_store: OpenStore) -> None:
+    store = await open_store(lease_ttl=0.3)
+    await store.create_job(spec(t("a"), t("b")))
+    held = await claim_one(store, "w1")
+    lapsed = await claim_one(store, "w1")
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        assert await store.renew("w1", {held.task.id: held.token}) == {held.task.id: LeaseState.HELD}
+    assert (await store.maintain()).requeued == 1  # only the lease nobody renewed
+    states = await store.renew("w1", {held.task.id: held.token, lapsed.task.id: lapsed.token})
+    assert states == {held.task.id: LeaseState.HELD, lapsed.task.id: LeaseState.LOST}
+    # Another worker cannot renew a lease it does not own, even with the right token.
+    assert await store.renew("w2", {held.task.id: held.token}) == {held.task.id: LeaseState.LOST}
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+async def test_retry_delays_follow_the_backoff_formula(open_store: OpenStore) -> None:
+    base, cap = 0.04, 0.15
+    store = await open_store(backoff_base=base, backoff_cap=cap)
+    job = await store.create_job(spec(t("flaky", max_attempts=6)))
+    for failures in range(1, 6):
+        claim = await claim_one(store)
+        assert claim.attempt == failures
+        assert await store.fail(claim.task.id, claim.token, f"boom {failures}") is S.RETRYING
+        task = await store.get_task(job.id, "flaky")
+        retried = [e for e in await store.list_events(job.id) if e.kind == "retried"][-1]
+        ceiling = min(cap, base * 2 ** (failures - 1))
+        assert retried.details["failures"] == failures == task.failures
+        assert 0.0 <= retried.details["delay"] <= ceiling + 5e-4
+        assert task.next_attempt_at is not None
+        waited = task.next_attempt_at - retried.created_at
+        assert -1e-6 <= waited <= ceiling + 1e-6
+        assert waited == pytest.approx(retried.details["delay"], abs=6e-4)
+        # Not claimable while retrying; maintain() makes it ready once due.
+        assert task.status is S.RETRYING
+        assert await store.claim("w1") == []
+        await asyncio.sleep(max(0.0, task.next_attempt_at - await store.now()) + 0.01)
+        assert (await store.maintain()).retries_ready == 1
+        assert (await store.get_task(job.id, "flaky")).status is S.READY
+    last = await claim_one(store)
+    assert await store.fail(last.task.id, last.token, "boom 6") is S.FAILED
+    task = await store.get_task(job.id, "flaky")
+    assert (task.failures, task.attempts, task.last_error) == (6, 6, "boom 6")
+    assert (await store.get_job(job.id)).status is JobStatus.FAILED
+    rows = await result_rows(store, job.id)
+    assert [(r["attempt"], r["outcome"]) for r in rows] == [(n, "failed") for n in range(1, 7)]
+
+
+async def test_a_retry_is_not_made_ready_before_it_is_due(
+    open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The delay is drawn at random: pin it to its ceiling so "not yet due" is certain.
+    monkeypatch.setattr(queue_module, "retry_delay", backoff_ceiling)
+    store = await open_store(backoff_base=60.0, backoff_cap=60.0)
+    job = await store.create_job(spec(t("a", max_attempts=3)))
+    claim = await claim_one(store)
+    await store.fail(claim.task.id, claim.token, "later")
+    assert (await store.maintain()).retries_ready == 0
+    task = await store.get_task(job.id, "a")
+    assert task.status is S.RETRYING
+    assert task.next_attempt_at is not None
+    assert task.next_attempt_at - await store.now() > 55.0
+    assert await store.claim("w1") == []
+
+
+async def test_a_non_retryable_failure_fails_at_once(store: Store) -> None:
+    job = await store.create_job(spec(t("a", max_attempts=5), t("b", "a")))
+    claim = await claim_one(store)
+    assert await store.fail(claim.task.id, claim.token, "fatal", retryable=False) is S.FAILED
+    task = await store.get_task(job.id, "a")
+    assert (task.status, task.failures, task.next_attempt_at) == (S.FAILED, 1, None)
+    assert await event_kinds(store, job.id, "a") == ["ready", "claimed", "failed"]
+    assert (await store.get_task(job.id, "b")).status is S.UPSTREAM_FAILED
+
+
+async def test_a_success_after_failures_releases_dependents(open_store: OpenStore) -> None:
+    store = await open_store(backoff_base=0.01, backoff_cap=0.01)
+    job = await store.create_job(spec(t("a", max_attempts=3), t("b", "a")))
+    claim = await claim_one(store)
+    await store.fail(claim.task.id, claim.token, "first try")
+    await asyncio.sleep(0.03)
+    await store.maintain()
+    claim = await claim_one(store)
+    await store.complete(claim.task.id, claim.token, {"ok": True})
+    task = await store.get_task(job.id, "a")
+    assert (task.status, task.attempts, task.failures, task.last_error) == (S.SUCCEEDED, 2, 1, None)
+    assert (await store.get_task(job.id, "b")).status is S.READY
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+
+async def test_only_the_latest_checkpoints_are_kept(open_store: OpenStore) -> None:
+    store = await open_store(checkpoints_kept=3)
+    job = await store.create_job(spec(t("a")))
+    claim = await claim_one(store)
+    for i in range(1, 7):
+        await store.save_checkpoint(claim.task.id, claim.token, f"c{i}", {"step": i})
+    kept = await store.list_checkpoints(claim.task.id)
+    assert [(c.name, c.data) for c in kept] == [("c4", {"step": 4}), ("c5", {"step": 5}), ("c6", {"step": 6})]
+    latest = await store.latest_checkpoint(claim.task.id)
+    assert latest is not None
+    assert (latest.data, latest.attempt) == ({"step": 6}, 1)
+    assert (await event_kinds(store, job.id, "a")).count("checkpoint") == 6
+
+
+async def test_a_checkpoint_over_the_size_limit_is_refused(open_store: OpenStore) -> None:
+    store = await open_store(checkpoint_max_bytes=1024)
+    await store.create_job(spec(t("a")))
+    claim = await claim_one(store)
+    await store.save_checkpoint(claim.task.id, claim.token, "small", {"blob": "x" * 900})
+    with pytest.raises(CheckpointTooLarge, match="limit is 1024"):
+        await store.save_checkpoint(claim.task.id, claim.token, "big", {"blob": "x" * 1100})
+    # Multi-byte characters count as bytes, not characters.
+    with pytest.raises(CheckpointTooLarge):
+        await store.save_checkpoint(claim.task.id, claim.token, "wide", {"blob": "é" * 600})
+    assert [c.name for c in await store.list_checkpoints(claim.task.id)] == ["small"]
+    await store.complete(claim.task.id, claim.token)  # the lease survived the refusal
+
+
+async def test_the_next_attempt_starts_from_the_latest_checkpoint(store: Store) -> None:
+    job = await store.create_job(spec(t("a", max_attempts=3)))
+    first = await claim_one(store)
+    assert first.checkpoint is None
+    await store.save_checkpoint(first.task.id, first.token, "half", {"done": 5})
+    await store.save_checkpoint(first.task.id, first.token, "more", {"done": 7})
+    await store.fail(first.task.id, first.token, "crashed")
+    task = await store.get_task(job.id, "a")
+    assert task.next_attempt_at is not None
+    await asyncio.sleep(max(0.0, task.next_attempt_at - await store.now()) + 0.01)
+    await store.maintain()
+    second = await claim_one(store)
+    assert second.attempt == 2
+    assert second.checkpoint is not None
+    assert (second.checkpoint.name, second.checkpoint.data, second.checkpoint.attempt) == (
+        "more",
+        {"done": 7},
+        1,
+    )
+
+
+# -- progress and ETA ---------------------------------------------------------------------------
+
+
+async def test_job_progress_is_leaf_progress_and_eta_needs_a_finished_task(store: Store) -> None:
+    job = await store.create_job(spec(t("a"), t("b"), t("c"), t("d", "a")))
+    summary = await store.job_summary(job.id)
+    assert (summary.progress, summary.eta_seconds) == (0.0, None)
+    a, b = await store.claim("w1", limit=2)
+    await store.report_progress(b.task.id, b.token, 0.5, "half way")
+    summary = await store.job_summary(job.id)
+    assert summary.progress == pytest.approx(0.5 / 4)
+    assert summary.eta_seconds is None, "no task has finished: no estimate"
+    progressed = await store.get_task(job.id, b.task.key)
+    assert (progressed.progress, progressed.progress_message) == (0.5, "half way")
+    await store.report_progress(b.task.id, b.token, 7.0)  # clamped to [0, 1]
+    assert (await store.get_task(job.id, b.task.key)).progress == 1.0
+    await store.report_progress(b.task.id, b.token, 0.5)
+    await asyncio.sleep(0.05)
+    await store.complete(a.task.id, a.token)
+    summary = await store.job_summary(job.id)
+    assert summary.progress == pytest.approx(1.5 / 4)
+    assert summary.eta_seconds is not None
+    assert summary.eta_seconds >= 0.0
+    assert [e.details["fraction"] for e in await store.list_events(job.id) if e.kind == "progress"] == [
+        0.5,
+        1.0,
+        0.5,
+    ]
+
+
+# -- concurrent completion ----------------------------------------------------------------------
+
+
+async def test_a_job_ends_when_its_last_tasks_finish_at_the_same_moment(
+    open_store: OpenStore, store: Store
+) -> None:
+    # Two workers completing a job's last two tasks at once: each transaction must not miss the other.
+    first, second = await open_store(), await open_store()
+    for _ in range(8):
+        job = await store.create_job(spec(t("a"), t("b")))
+        a, b = await store.claim("w1", limit=2)
+        await asyncio.gather(first.complete(a.task.id, a.token), second.complete(b.task.id, b.token))
+        assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_split_task_ends_when_its_last_parts_finish_at_the_same_moment(
+    open_store: OpenStore, store: Store
+) -> None:
+    first, second = await open_store(), await open_store()
+    for _ in range(8):
+        job = await store.create_job(spec(t("big"), t("after", "big")))
+        await store.split_task(job.id, "big", [Part(("x",), 1.0), Part(("y",), 1.0)])
+        a, b = await store.claim("w1", limit=2)
+        await asyncio.gather(first.complete(a.task.id, a.token), second.complete(b.task.id, b.token))
+        assert (await store.get_task(job.id, "big")).status is S.SUCCEEDED
+        assert (await store.get_task(job.id, "after")).status is S.READY
+        after = (await store.claim("w1"))[0]
+        await store.complete(after.task.id, after.token)

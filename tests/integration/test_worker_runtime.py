@@ -1,0 +1,233 @@
+"""The worker runtime in-process, on both databases: timeouts, checkpoint resume, retries, cancel, fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from helixcode.config import Settings, TasksSettings, WorkersSettings
+from helixcode.domain.enums import JobStatus, TaskStatus
+from helixcode.domain.plan import JobSpec, parse_plan
+from helixcode.store.store import Store
+from helixcode.store.tables import results, tasks
+from helixcode.worker.runtime import Worker, WorkerOptions, WorkerStats
+
+S = TaskStatus
+MakeWorker = Callable[..., Awaitable[Worker]]
+Spawn = Callable[[Worker], "asyncio.Task[WorkerStats]"]
+
+
+def spec(*task_list: dict[str, Any]) -> JobSpec:
+    return parse_plan(
+        {"name": "runtime-test", "tasks": [{"type": "building", "title": t["id"], **t} for t in task_list]}
+    )
+
+
+async def result_rows(store: Store, job_id: str) -> list[dict[str, Any]]:
+    stmt = (
+        sa.select(results, tasks.c.key)
+        .join(tasks, tasks.c.id == results.c.task_id)
+        .where(tasks.c.job_id == job_id)
+        .order_by(results.c.task_id, results.c.attempt)
+    )
+    async with store._read() as conn:
+        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def make_worker(settings: Settings) -> AsyncIterator[MakeWorker]:
+    """A Worker on its own Store (as a separate process would have), polling fast."""
+    stores: list[Store] = []
+
+    async def make(concurrency: int = 1, reaper: bool = True, **tasks_overrides: Any) -> Worker:
+        worker_settings = Settings(
+            database=settings.database,
+            tasks=TasksSettings(**{**settings.tasks.model_dump(), **tasks_overrides}),
+            workers=WorkersSettings(poll_interval=0.1, drain_timeout=0.0),
+        )
+        store = await Store.open(worker_settings)
+        stores.append(store)
+        options = WorkerOptions(
+            concurrency=concurrency, exit_when_idle=True, detect=False, sample_gpu=False, reaper=reaper
+        )
+        return Worker(store, worker_settings, options)
+
+    yield make
+    for store in stores:
+        await store.aclose()
+
+
+async def run_worker(worker: Worker) -> WorkerStats:
+    async with asyncio.timeout(30):
+        return await worker.run()
+
+
+@pytest.fixture
+async def spawn() -> AsyncIterator[Callable[[Worker], asyncio.Task[WorkerStats]]]:
+    """Run a worker in the background; one still running when the test ends is stopped and awaited."""
+    started: list[tuple[Worker, asyncio.Task[WorkerStats]]] = []
+
+    def start(worker: Worker) -> asyncio.Task[WorkerStats]:
+        task = asyncio.create_task(run_worker(worker))
+        started.append((worker, task))
+        return task
+
+    yield start
+    for worker, task in started:
+        if not task.done():
+            worker.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_task_over_its_timeout_fails(store: Store, make_worker: MakeWorker) -> None:
+    job = await store.create_job(
+        spec({"id": "slow", "run": {"builtin": "sleep", "seconds": 30}, "timeout": 0.4, "max_attempts": 1})
+    )
+    started = time.monotonic()
+    stats = await run_worker(await make_worker())
+    assert time.monotonic() - started < 10
+    task = await store.get_task(job.id, "slow")
+    assert task.status is S.FAILED
+    assert task.last_error == "timed out after 0.4s"
+    assert (stats.claimed, stats.failed, stats.succeeded) == (1, 1, 0)
+    [row] = await result_rows(store, job.id)
+    assert row["outcome"] == "failed"
+    assert 0.35 <= row["finished_at"] - row["started_at"] < 10, "stopped at the timeout, not after 30 s"
+    assert (await store.get_job(job.id)).status is JobStatus.FAILED
+
+
+async def test_a_timed_out_sleep_resumes_from_its_checkpoint(store: Store, make_worker: MakeWorker) -> None:
+    job = await store.create_job(
+        spec({"id": "nap", "run": {"builtin": "sleep", "seconds": 1.2}, "timeout": 0.8, "max_attempts": 6})
+    )
+    stats = await run_worker(await make_worker())
+    task = await store.get_task(job.id, "nap")
+    assert task.status is S.SUCCEEDED
+    assert task.attempts >= 2
+    rows = await result_rows(store, job.id)
+    assert [(r["outcome"], r["error"]) for r in rows[:-1]] == [("failed", "timed out after 0.8s")] * (
+        len(rows) - 1
+    )
+    last = rows[-1]
+    assert last["outcome"] == "succeeded"
+    assert last["output"]["slept"] == 1.2
+    # Every attempt is shorter than the whole sleep: only resuming from checkpoints can finish it.
+    assert 0.0 < last["output"]["resumed_from"] < 1.2
+    checkpoints = [e for e in await store.list_events(job.id) if e.kind == "checkpoint"]
+    assert {e.attempt for e in checkpoints} == set(range(1, task.attempts + 1))
+    assert stats.succeeded == 1
+
+
+async def test_a_failing_then_succeeding_task_retries_with_backoff(
+    store: Store, make_worker: MakeWorker
+) -> None:
+    job = await store.create_job(
+        spec(
+            {"id": "flaky", "run": {"builtin": "fail", "fail_attempts": 2}, "max_attempts": 3},
+            {"id": "after", "run": {"builtin": "noop"}, "depends_on": ["flaky"]},
+        )
+    )
+    stats = await run_worker(await make_worker())
+    assert (stats.failed, stats.succeeded) == (2, 2)
+    flaky = await store.get_task(job.id, "flaky")
+    assert (flaky.status, flaky.attempts, flaky.failures) == (S.SUCCEEDED, 3, 2)
+    cfg = store.settings.tasks
+    retried = [e for e in await store.list_events(job.id) if e.kind == "retried"]
+    assert [e.details["failures"] for e in retried] == [1, 2]
+    for e in retried:
+        ceiling = min(cfg.backoff_cap, cfg.backoff_base * 2 ** (e.details["failures"] - 1))
+        assert 0.0 <= e.details["delay"] <= ceiling + 5e-4
+    rows = await result_rows(store, job.id)
+    assert [(r["key"], r["attempt"], r["outcome"]) for r in rows] == [
+        ("flaky", 1, "failed"),
+        ("flaky", 2, "failed"),
+        ("flaky", 3, "succeeded"),
+        ("after", 1, "succeeded"),
+    ]
+    assert rows[2]["output"] == {"failed_first": 2}
+    assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
+
+
+async def test_cancelling_the_job_stops_a_running_task(
+    store: Store, make_worker: MakeWorker, spawn: Spawn
+) -> None:
+    job = await store.create_job(spec({"id": "long", "run": {"builtin": "sleep", "seconds": 60}}))
+    worker = await make_worker()
+    running = spawn(worker)
+
+    async def is_running() -> bool:
+        return (await store.get_task(job.id, "long")).status is S.RUNNING
+
+    await wait_for(is_running)
+    await store.cancel_job(job.id)
+    started = time.monotonic()
+    stats = await running
+    assert time.monotonic() - started < 5, "the next heartbeat sees the cancel"
+    assert (stats.abandoned, stats.succeeded, stats.failed) == (1, 0, 0)
+    assert (await store.get_task(job.id, "long")).status is S.CANCELLED
+    assert await result_rows(store, job.id) == []
+
+
+async def test_a_worker_whose_lease_was_taken_stops_and_its_result_is_not_recorded(
+    store: Store, make_worker: MakeWorker, spawn: Spawn
+) -> None:
+    job = await store.create_job(spec({"id": "contested", "run": {"builtin": "sleep", "seconds": 60}}))
+    worker = await make_worker(reaper=False)  # the test plays the reaper, so it knows when it ran
+    running = spawn(worker)
+
+    async def is_running() -> bool:
+        return (await store.get_task(job.id, "contested")).status is S.RUNNING
+
+    await wait_for(is_running)
+    # The worker stalls (as far as the database can tell): its lease runs out and another takes over.
+    async with store._write() as conn:
+        await conn.execute(
+            tasks.update().where(tasks.c.job_id == job.id).values(lease_expires_at=tasks.c.started_at - 1)
+        )
+    assert (await store.maintain()).requeued == 1
+    [thief] = await store.claim("thief")
+    assert thief.attempt == 2
+
+    async def worker_gave_up() -> bool:
+        return worker.stats.abandoned == 1
+
+    await wait_for(worker_gave_up, seconds=5)
+    await store.complete(thief.task.id, thief.token, {"by": "thief"})
+    stats = await running
+    assert (stats.succeeded, stats.abandoned) == (0, 1)
+    rows = await result_rows(store, job.id)
+    assert [(r["attempt"], r["worker_id"], r["output"]) for r in rows] == [(2, "thief", {"by": "thief"})]
+    assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_stopped_worker_hands_its_task_back_unfailed(
+    store: Store, make_worker: MakeWorker, spawn: Spawn
+) -> None:
+    job = await store.create_job(spec({"id": "long", "run": {"builtin": "sleep", "seconds": 60}}))
+    worker = await make_worker()
+    running = spawn(worker)
+
+    async def is_running() -> bool:
+        return (await store.get_task(job.id, "long")).status is S.RUNNING
+
+    await wait_for(is_running)
+    worker.stop()
+    stats = await running
+    assert stats.handed_back == 1
+    task = await store.get_task(job.id, "long")
+    assert (task.status, task.failures, task.lease_owner) == (S.READY, 0, None)
+    requeued = [e for e in await store.list_events(job.id) if e.kind == "requeued"]
+    assert [e.details["reason"] for e in requeued] == ["worker stopping"]
