@@ -24,9 +24,11 @@ class TaskType(StrEnum):
 
 
 class _Ranked(StrEnum):
+    """Members are declared least urgent first; ``rank`` is the 1-based position."""
+
     @property
     def rank(self) -> int:
-        return list(type(self)).index(self) + 1
+        return _RANKS[self]
 
     @classmethod
     def from_rank(cls, rank: int) -> _Ranked:
@@ -48,6 +50,11 @@ class Criticality(_Ranked):
     NORMAL = "normal"
     HIGH = "high"
     CRITICAL = "critical"
+
+
+_RANKS: dict[_Ranked, int] = {
+    member: index + 1 for enum in (Priority, Criticality) for index, member in enumerate(enum)
+}
 
 
 class TaskStatus(StrEnum):

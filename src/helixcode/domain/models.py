@@ -115,6 +115,7 @@ class Maintenance:
     """What one maintenance pass did."""
 
     requeued: int = 0
+    jobs_finished: int = 0
     lost_failed: int = 0
     retries_ready: int = 0
     aged: int = 0

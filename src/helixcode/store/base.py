@@ -6,6 +6,8 @@ transactions on SQLite; every time written comes from the database clock.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self
@@ -67,6 +69,10 @@ class StoreBase:
         self.engine = engine
         self.settings = settings
         self._writer = engine.execution_options(**{WRITE: True})
+        self._workdir_cache: dict[str, str | None] = {}
+        # SQLite allows one writer: queue this process's writers here instead of in SQLite's busy handler,
+        # which sleeps in growing steps. Other processes still meet the busy timeout.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, settings: Settings, *, upgrade: bool = True) -> Self:
@@ -114,11 +120,12 @@ class StoreBase:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._writer.begin() as conn:
-                yield conn
-        except sa.exc.DBAPIError as exc:
-            raise _translate(exc) from exc
+        async with self._write_lock or contextlib.nullcontext():
+            try:
+                async with self._writer.begin() as conn:
+                    yield conn
+            except sa.exc.DBAPIError as exc:
+                raise _translate(exc) from exc
 
     @staticmethod
     async def _now(conn: AsyncConnection) -> float:

@@ -91,7 +91,8 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
         echo=settings.echo,
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout on the hot path. A dropped connection fails its
+        # statement as DatabaseUnavailable, SQLAlchemy discards the pool, and the caller retries.
     )
 
 

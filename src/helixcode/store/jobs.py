@@ -21,6 +21,9 @@ from helixcode.store.tables import events, jobs, task_dependencies, tasks
 
 __all__ = ["JobOps"]
 
+#: Submissions at least this large refresh the planner's statistics (PostgreSQL).
+ANALYZE_AFTER = 1000
+
 
 class JobOps(StoreBase):
     # -- jobs -----------------------------------------------------------------------------------
@@ -29,6 +32,7 @@ class JobOps(StoreBase):
         """Insert a validated job with all its tasks and dependencies in one transaction."""
         defaults = self.settings.tasks
         job_id = uuid.uuid4().hex[:12]
+        dumped = spec.model_dump(mode="json")  # once: the job's record of its plan, and each task's run
         async with self._write() as conn:
             now = await self._now(conn)
             await conn.execute(
@@ -38,7 +42,7 @@ class JobOps(StoreBase):
                     description=spec.description,
                     status=JobStatus.RUNNING.value,
                     workdir=workdir or spec.workdir,
-                    spec=spec.model_dump(mode="json"),
+                    spec=dumped,
                     created_at=now,
                     updated_at=now,
                 )
@@ -54,7 +58,7 @@ class JobOps(StoreBase):
                     "claim_rank": claim_rank(t.priority.rank, t.criticality.rank),
                     "criticality": t.criticality.rank,
                     "requires": list(t.requires),
-                    "run": t.run.model_dump(mode="json"),
+                    "run": plain["run"],
                     "status": (TaskStatus.BLOCKED if t.depends_on else TaskStatus.READY).value,
                     "pending_deps": len(t.depends_on),
                     "max_attempts": t.max_attempts or defaults.max_attempts,
@@ -62,12 +66,13 @@ class JobOps(StoreBase):
                     "created_at": now,
                     "ready_at": None if t.depends_on else now,
                 }
-                for t in spec.tasks
+                for t, plain in zip(spec.tasks, dumped["tasks"], strict=True)
             ]
-            result = await conn.execute(
-                tasks.insert().returning(tasks.c.id, tasks.c.key, sort_by_parameter_order=True), rows
-            )
-            ids = {key: task_id for task_id, key in result.all()}
+            # A plain executemany (the drivers' fast path), then the ids in one query: far quicker for
+            # large graphs than RETURNING, which SQLAlchemy must batch and sort.
+            await conn.execute(tasks.insert(), rows)
+            found = await conn.execute(sa.select(tasks.c.key, tasks.c.id).where(tasks.c.job_id == job_id))
+            ids: dict[str, int] = {key: task_id for key, task_id in found.all()}
             deps = [{"task_id": ids[t.id], "depends_on_id": ids[d]} for t in spec.tasks for d in t.depends_on]
             if deps:
                 await conn.execute(task_dependencies.insert(), deps)
@@ -75,6 +80,12 @@ class JobOps(StoreBase):
             ready = [event(job_id, "ready", now, task_id=ids[t.id]) for t in spec.tasks if not t.depends_on]
             await self._events(conn, created + ready)
             job_row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().one()
+        if self.dialect == "postgresql" and len(rows) >= ANALYZE_AFTER:
+            # Fresh statistics now, not whenever autovacuum gets to it: with stale ones the planner
+            # believes the queue is tiny and sorts every ready task on each claim instead of using the
+            # claim index (100 ms instead of 0.2 ms with 100,000 queued).
+            async with self._write() as conn:
+                await conn.execute(sa.text("ANALYZE tasks, task_dependencies"))
         return job_from_row(job_row)
 
     async def resolve_job_id(self, ref: str) -> str:

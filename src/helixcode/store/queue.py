@@ -113,9 +113,14 @@ class QueueOps(StoreBase):
             )
             chosen = sa.select(picked.c.id)
         now = db_now()
+        target = tasks.c.id.in_(chosen)
+        if self.dialect == "postgresql":
+            # Re-checked after the row lock. SQLite holds the write lock, and there the extra condition
+            # makes its planner walk every ready task through the status index instead of the ids.
+            target = sa.and_(target, tasks.c.status == S.READY.value)
         stmt = (
             tasks.update()
-            .where(tasks.c.id.in_(chosen), tasks.c.status == S.READY.value)
+            .where(target)
             .values(
                 status=S.RUNNING.value,
                 lease_owner=worker_id,
@@ -147,14 +152,10 @@ class QueueOps(StoreBase):
                     for r in rows
                 ],
             )
-            latest = await self._latest_checkpoints(conn, [r["id"] for r in rows])
-            workdirs = dict(
-                (
-                    await conn.execute(
-                        sa.select(jobs.c.id, jobs.c.workdir).where(jobs.c.id.in_({r["job_id"] for r in rows}))
-                    )
-                ).all()
-            )
+            # Checkpoints are written during attempts: a first attempt has none to resume from.
+            resumed = [r["id"] for r in rows if r["attempts"] > 1]
+            latest = await self._latest_checkpoints(conn, resumed) if resumed else {}
+            workdirs = await self._workdirs(conn, {r["job_id"] for r in rows})
         return [
             Claim(
                 task=task_from_row(r),
@@ -165,6 +166,14 @@ class QueueOps(StoreBase):
             )
             for r in rows
         ]
+
+    async def _workdirs(self, conn: AsyncConnection, job_ids: set[str]) -> dict[str, str | None]:
+        """Jobs' working directories, cached: a job's workdir never changes once it is created."""
+        missing = [j for j in job_ids if j not in self._workdir_cache]
+        if missing:
+            found = await conn.execute(sa.select(jobs.c.id, jobs.c.workdir).where(jobs.c.id.in_(missing)))
+            self._workdir_cache.update(dict(found.all()))
+        return {j: self._workdir_cache.get(j) for j in job_ids}
 
     def _within_capacity(self) -> sa.ColumnElement[bool]:
         """Graceful degradation at claim time: below the capacity floor only tasks at or above
@@ -694,12 +703,10 @@ class QueueOps(StoreBase):
         await self._finish_job_if_done(conn, job_id, now)
 
     async def _finish_job_if_done(self, conn: AsyncConnection, job_id: str, now: float) -> None:
-        # Lock the job row before looking: two transactions finishing a job's last two tasks at once
-        # would each still see the other's task running (PostgreSQL, read committed) and neither would
-        # end the job. Locked, the later one looks after the earlier one committed. NO KEY UPDATE, as
-        # the event rows' foreign keys already hold KEY SHARE on it (FOR UPDATE would deadlock).
-        # SQLite serialises writers anyway and renders no lock clause.
-        await conn.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update(key_share=True))
+        """End the job if nothing in it is left to do. On PostgreSQL two transactions finishing a job's
+        last two tasks at once each still see the other's task running and neither ends the job;
+        rather than serialise every completion of a job on its row, maintenance (``_finish_idle_jobs``)
+        ends such jobs on its next pass."""
         unfinished = (
             await conn.execute(
                 sa.select(tasks.c.id)
@@ -738,6 +745,22 @@ class QueueOps(StoreBase):
             now = await self._now(conn)
             steps: dict[str, Any] = await self._maintenance_steps(conn, now)
             return Maintenance(**steps)
+
+    async def _finish_idle_jobs(self, conn: AsyncConnection, now: float) -> int:
+        """Running jobs whose tasks are all finished (a completion race left them open) end now."""
+        unfinished = sa.exists().where(tasks.c.job_id == jobs.c.id, tasks.c.status.not_in(TERMINAL))
+        idle = (
+            (
+                await conn.execute(
+                    sa.select(jobs.c.id).where(jobs.c.status == JobStatus.RUNNING.value, ~unfinished)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for job_id in idle:
+            await self._finish_job_if_done(conn, job_id, now)
+        return len(idle)
 
     async def _maintenance_steps(self, conn: AsyncConnection, now: float) -> dict[str, Any]:
         """Requeue expired leases (failing tasks that lost too many), make due retries ready, age."""
@@ -805,7 +828,9 @@ class QueueOps(StoreBase):
             )
             .values(claim_rank=tasks.c.claim_rank - CRIT_LEVELS)
         )
+        finished = await self._finish_idle_jobs(conn, now)
         return {
+            "jobs_finished": finished,
             "requeued": len(requeued),
             "lost_failed": len(gave_up),
             "retries_ready": len(due),

@@ -97,7 +97,7 @@ tasks = sa.Table(
     sa.Column("paused_by", sa.String(16)),
     sa.UniqueConstraint("job_id", "key"),
     # The claim scan: ready tasks in claim order.
-    sa.Index(None, "status", "claim_rank", "ready_at"),
+    sa.Index(None, "status", "claim_rank", "ready_at", "id"),
     sa.Index(None, "job_id", "status"),
     sa.Index(None, "status", "lease_expires_at"),
     sa.Index(None, "status", "next_attempt_at"),

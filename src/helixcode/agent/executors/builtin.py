@@ -33,7 +33,7 @@ class BuiltinExecutor:
         saved = ctx.checkpoint or {}
         done = float(saved.get("slept", 0.0)) if isinstance(saved, dict) else 0.0
         resumed_from = done
-        step = min(SLEEP_STEP, max(seconds / 10, 0.05))
+        step = SLEEP_STEP
         while seconds - done > 1e-9:
             chunk = min(step, seconds - done)
             await asyncio.sleep(chunk)
