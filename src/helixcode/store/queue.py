@@ -113,7 +113,7 @@ class QueueOps(StoreBase):
             )
             chosen = sa.select(picked.c.id)
         now = db_now()
-        target = tasks.c.id.in_(chosen)
+        target: sa.ColumnElement[bool] = tasks.c.id.in_(chosen)
         if self.dialect == "postgresql":
             # Re-checked after the row lock. SQLite holds the write lock, and there the extra condition
             # makes its planner walk every ready task through the status index instead of the ids.

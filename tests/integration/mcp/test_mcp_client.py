@@ -4,16 +4,15 @@ task that calls an MCP tool through the agent's toolset, beside the built-in wor
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helixcode.config import McpServerSettings
+from helixcode.agent.mcp_tools import mcp_tools
+from helixcode.config import McpServerSettings, McpSettings, Settings
 from helixcode.domain.plan import parse_plan
 from helixcode.errors import McpError
-from helixcode.llm.types import Tool
 from helixcode.mcp.client import McpToolset
 from helixcode.store.store import Store
 
@@ -55,29 +54,15 @@ async def test_a_server_that_cannot_start_is_an_error() -> None:
             pass
 
 
-class McpProvider:
-    """What wiring into the agent needs: the agent's ToolProvider shape over an McpToolset."""
-
-    def __init__(self, toolset: McpToolset) -> None:
-        self.toolset = toolset
-
-    def specs(self) -> Sequence[Tool]:
-        return self.toolset.tools()
-
-    async def call(self, name: str, arguments: Mapping[str, Any]) -> Any:
-        from helixcode.agent.tools import ToolResult
-
-        return ToolResult(True, await self.toolset.call(name, arguments))
-
-
 async def test_a_task_calls_an_mcp_tool_beside_the_workspace_tools(store: Store, tmp_path: Path) -> None:
     tools = pytest.importorskip("helixcode.agent.tools")
     spec = parse_plan({"tasks": [{"id": "ask", "type": "design", "title": "Ask the tiny server"}]})
     job = await store.create_job(spec, workdir=str(tmp_path))
     [claim] = await store.claim("w-mcp", ["git", "llm"])  # what an agent task needs of its worker
     (tmp_path / "notes.txt").write_text("quiet words\n")
-    async with McpToolset(tiny(timeout=10)) as mcp:
-        toolset = tools.Toolset(tools.WorkspaceTools(tmp_path), ["read_file"], extra=[McpProvider(mcp)])
+    settings = Settings(mcp=McpSettings(servers=tiny(timeout=10)))
+    async with mcp_tools(settings) as providers:  # what the agent executor opens for each attempt
+        toolset = tools.Toolset(tools.WorkspaceTools(tmp_path), ["read_file"], extra=providers)
         names = [t.name for t in toolset.specs()]
         assert "read_file" in names
         assert "tiny__shout" in names

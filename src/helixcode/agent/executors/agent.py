@@ -27,17 +27,18 @@ import json
 import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
 from helixcode.agent.loop import AgentLoop, LoopLimits, LoopState
+from helixcode.agent.mcp_tools import mcp_tools
 from helixcode.agent.planning import ask_for_plan, chain, plan_output, split_uniform
 from helixcode.agent.prompts import PROFILES, system_prompt, task_prompt
 from helixcode.agent.services import AgentServices, services_for
-from helixcode.agent.tools import Toolset, WorkspaceTools, run_sandboxed
+from helixcode.agent.tools import ToolProvider, Toolset, WorkspaceTools, run_sandboxed
 from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, branch_name, job_branch
 from helixcode.domain.enums import TaskType
 from helixcode.domain.models import Task
@@ -200,11 +201,15 @@ class Attempt:
         self.max_rounds = opts.max_rounds or self.profile.max_rounds
 
     async def run(self, saved: Mapping[str, Any]) -> dict[str, Any]:
+        async with mcp_tools(self.services.settings) as from_mcp:
+            return await self._run(saved, [*self.services.extra_tools, *from_mcp])
+
+    async def _run(self, saved: Mapping[str, Any], providers: Sequence[ToolProvider]) -> dict[str, Any]:
         task = self.ctx.task
         tools = Toolset(
             WorkspaceTools(self.tws.path, self.services.command_policy),
             self.profile.tools,
-            self.services.extra_tools,
+            providers,
         )
         history, named_only = await self._model_fit(tools)
         limits = LoopLimits(

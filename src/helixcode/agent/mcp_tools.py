@@ -1,0 +1,47 @@
+"""Tools of the MCP servers in ``[mcp.servers.NAME]``, offered to an agent task beside its own.
+
+One ``McpToolset`` per task attempt: it is entered and left in the task's own asyncio task (as the
+MCP SDK requires), and a server that is down fails the call as a tool error the model can read, not the
+attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from helixcode.agent.tools import ToolProvider, ToolResult
+from helixcode.config import Settings
+from helixcode.errors import McpError
+from helixcode.llm.types import Tool
+from helixcode.mcp.client import McpToolset
+
+__all__ = ["McpTools", "mcp_tools"]
+
+
+class McpTools:
+    """An ``McpToolset`` seen as a ``ToolProvider``."""
+
+    def __init__(self, toolset: McpToolset) -> None:
+        self.toolset = toolset
+
+    def specs(self) -> Sequence[Tool]:
+        return self.toolset.tools()
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolResult:
+        try:
+            return ToolResult(True, await self.toolset.call(name, arguments))
+        except McpError as exc:
+            return ToolResult(False, str(exc))
+
+
+@contextlib.asynccontextmanager
+async def mcp_tools(settings: Settings) -> AsyncIterator[list[ToolProvider]]:
+    """The configured MCP servers' tools, connected for the duration of the block (none configured: [])."""
+    servers = {name: cfg for name, cfg in settings.mcp.servers.items() if cfg.enabled}
+    if not servers:
+        yield []
+        return
+    async with McpToolset(servers) as toolset:
+        yield [McpTools(toolset)]
