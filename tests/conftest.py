@@ -1,7 +1,7 @@
 """Shared fixtures: a fresh database per test, on SQLite always and on PostgreSQL when reachable.
 
 PostgreSQL tests clone a migrated template database (fast); they are skipped when the server cannot be
-reached, unless ``HELIX_TEST_REQUIRE_POSTGRES=1`` (CI sets it), in which case they fail.
+reached, unless ``HELIXTEST_REQUIRE_POSTGRES=1`` (CI sets it), in which case they fail.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from psycopg import sql
 from helixcode.config import DatabaseSettings, Settings, TasksSettings
 from helixcode.store.store import Store
 
-PG_ADMIN_DSN = os.environ.get("HELIX_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_PG = os.environ.get("HELIX_TEST_REQUIRE_POSTGRES") == "1"
+PG_ADMIN_DSN = os.environ.get("HELIXTEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("HELIXTEST_REQUIRE_POSTGRES") == "1"
 
 
 def _pg_reachable() -> str | None:
