@@ -371,18 +371,8 @@ class QueueOps(StoreBase):
     async def complete(self, task_id: int, token: str, output: Mapping[str, Any] | None = None) -> None:
         """Record success and release whatever was waiting on this task."""
         async with self._write() as conn:
-            row = await self._held(conn, task_id, token)  # the row as the worker held it
+            row = await self._succeed(conn, task_id, token)
             now = row["now"]
-            await self._fenced(
-                conn,
-                task_id,
-                token,
-                status=S.SUCCEEDED.value,
-                finished_at=now,
-                progress=1.0,
-                last_error=None,
-                **_LEASE_CLEARED,
-            )
             await self._record_result(conn, row, token, "succeeded", now, output or {}, None)
             duration = now - (row["started_at"] or now)
             await self._events(
@@ -407,30 +397,34 @@ class QueueOps(StoreBase):
                 propagate=row["dependents"] or row["parent_id"] is not None,
             )
 
-    async def _held(self, conn: AsyncConnection, task_id: int, token: str) -> sa.RowMapping:
-        """What a completion needs of a task its worker holds, read with the database clock (``now``) in
-        one round trip; ``LeaseLost`` if the lease is gone. The write that follows fences again."""
+    async def _succeed(self, conn: AsyncConnection, task_id: int, token: str) -> sa.RowMapping:
+        """Mark a held task succeeded in one fenced statement that also returns what the rest of the
+        completion needs (the clock, whether anything waits on it). ``lease_owner`` stays as the record
+        of who ran it; the cleared token is what ends the lease."""
         deps = task_dependencies
-        row = (
-            (
-                await conn.execute(
-                    sa.select(
-                        tasks.c.id,
-                        tasks.c.job_id,
-                        tasks.c.attempts,
-                        tasks.c.lease_owner,
-                        tasks.c.started_at,
-                        tasks.c.parent_id,
-                        sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
-                        db_now().label("now"),
-                    ).where(
-                        tasks.c.id == task_id, tasks.c.lease_token == token, tasks.c.status == S.RUNNING.value
-                    )
-                )
+        stmt = (
+            tasks.update()
+            .where(tasks.c.id == task_id, tasks.c.lease_token == token, tasks.c.status == S.RUNNING.value)
+            .values(
+                status=S.SUCCEEDED.value,
+                finished_at=db_now(),
+                progress=1.0,
+                last_error=None,
+                lease_token=None,
+                lease_expires_at=None,
             )
-            .mappings()
-            .first()
+            .returning(
+                tasks.c.id,
+                tasks.c.job_id,
+                tasks.c.attempts,
+                tasks.c.lease_owner,
+                tasks.c.started_at,
+                tasks.c.parent_id,
+                tasks.c.finished_at.label("now"),
+                sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
+            )
         )
+        row = (await conn.execute(stmt)).mappings().first()
         if row is None:
             raise LeaseLost(task_id, token)
         return row
