@@ -368,6 +368,19 @@ async def test_renewing_keeps_a_lease_past_its_ttl(open_store: OpenStore) -> Non
 # -- retries ------------------------------------------------------------------------------------
 
 
+async def test_a_task_may_set_its_own_backoff(open_store: OpenStore) -> None:
+    # Config says wait up to 300 s; the task says at most 0.02 s, and its own numbers win.
+    store = await open_store(backoff_base=100.0, backoff_cap=300.0)
+    job = await store.create_job(spec(t("quick", max_attempts=5, backoff_base=0.01, backoff_cap=0.02)))
+    for _ in range(3):
+        claim = await claim_one(store)
+        assert await store.fail(claim.task.id, claim.token, "boom") is S.RETRYING
+        retried = [e for e in await store.list_events(job.id) if e.kind == "retried"][-1]
+        assert 0.0 <= retried.details["delay"] <= 0.02 + 5e-4
+        await asyncio.sleep(0.03)
+        assert (await store.maintain()).retries_ready == 1
+
+
 async def test_retry_delays_follow_the_backoff_formula(open_store: OpenStore) -> None:
     base, cap = 0.04, 0.15
     store = await open_store(backoff_base=base, backoff_cap=cap)

@@ -73,6 +73,8 @@ class TaskSpec(_Strict):
     depends_on: list[str] = Field(default_factory=list)
     max_attempts: int | None = Field(default=None, ge=1, le=100)
     timeout: float | None = Field(default=None, gt=0, description="seconds per attempt")
+    backoff_base: float | None = Field(default=None, gt=0, description="seconds; default from [tasks]")
+    backoff_cap: float | None = Field(default=None, gt=0, description="seconds; default from [tasks]")
     run: RunSpec = Field(default_factory=AgentRun)
 
     @model_validator(mode="before")

@@ -332,4 +332,6 @@ _COPIED: tuple[str, ...] = (
     "pending_deps",
     "max_attempts",
     "timeout",
+    "backoff_base",
+    "backoff_cap",
 )

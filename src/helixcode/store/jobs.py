@@ -63,6 +63,8 @@ class JobOps(StoreBase):
                     "pending_deps": len(t.depends_on),
                     "max_attempts": t.max_attempts or defaults.max_attempts,
                     "timeout": t.timeout if t.timeout is not None else defaults.timeout,
+                    "backoff_base": t.backoff_base,
+                    "backoff_cap": t.backoff_cap,
                     "created_at": now,
                     "ready_at": None if t.depends_on else now,
                 }

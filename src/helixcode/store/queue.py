@@ -445,7 +445,9 @@ class QueueOps(StoreBase):
             row = await self._fenced(conn, task_id, token)
             failures = row["failures"] + 1
             if retryable and failures < row["max_attempts"]:
-                delay = retry_delay(failures, cfg.backoff_base, cfg.backoff_cap)
+                delay = retry_delay(
+                    failures, row["backoff_base"] or cfg.backoff_base, row["backoff_cap"] or cfg.backoff_cap
+                )
                 await self._fenced(
                     conn,
                     task_id,

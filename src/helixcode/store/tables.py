@@ -81,6 +81,9 @@ tasks = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_losses", sa.Integer, nullable=False, server_default="0"),
     sa.Column("timeout", sa.Double),
+    # Retry backoff for this task; NULL means the [tasks] defaults.
+    sa.Column("backoff_base", sa.Double),
+    sa.Column("backoff_cap", sa.Double),
     sa.Column("weight", sa.Double, nullable=False, server_default="1"),
     sa.Column("progress", sa.Double, nullable=False, server_default="0"),
     sa.Column("progress_message", sa.Text),
