@@ -55,6 +55,7 @@ def test_cli_commands_go_through_the_server(cli: Cli, write_plan) -> None:  # ty
         assert cli.json("status", job["id"][:6])["counts"] == {"ready": 1, "blocked": 1}
         assert [t["key"] for t in cli.json("tasks", job["id"], "--status", "ready")] == ["a"]
         assert [e["kind"] for e in cli.json("events", job["id"])] == ["created", "ready"]
+        assert cli.json("workers", "--all") == []  # no worker has registered with this database
         assert "paused" in cli("pause", job["id"]).stdout
         assert cli.json("status", job["id"])["status"] == "paused"
         assert "resumed" in cli("resume", job["id"]).stdout

@@ -28,6 +28,7 @@ from helixcode.errors import (
     RemoteError,
     SchedulerError,
 )
+from helixcode.store.workers import WorkerInfo
 
 __all__ = ["RemoteManager", "event_from_dict", "summary_from_dict", "task_from_dict"]
 
@@ -157,6 +158,10 @@ class RemoteManager:
 
     async def cancel(self, ref: str) -> int:
         return int((await self._call("POST", f"/jobs/{ref}/cancel"))["cancelled"])
+
+    async def workers(self, include_stopped: bool = True) -> list[WorkerInfo]:
+        rows = await self._call("GET", "/workers", params={"all": "true" if include_stopped else "false"})
+        return [WorkerInfo(**{**row, "capabilities": tuple(row["capabilities"])}) for row in rows]
 
     async def split(self, ref: str, key: str, items: Mapping[str, float], **_: Any) -> list[str]:
         raise HelixError("`helix split` works against the database only; unset HELIX_SERVER to use it")

@@ -15,7 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from helixcode.cli.common import JsonOpt, console, err_console, run_async, state
+from helixcode.cli.common import JsonOpt, console, err_console, run, run_async, state
 from helixcode.cli.render import emit_json
 from helixcode.errors import ConfigError
 from helixcode.store.store import Store
@@ -88,14 +88,7 @@ def workers(
 ) -> None:
     """List workers with status, last heartbeat and running tasks."""
 
-    async def go() -> list[Any]:
-        store = await Store.open(state.settings())
-        try:
-            return await store.list_workers(include_stopped=all_)
-        finally:
-            await store.aclose()
-
-    found = run_async(go())
+    found = run(lambda m: m.workers(include_stopped=all_))
     if as_json:
         emit_json(console, [w.to_dict() for w in found])
         return

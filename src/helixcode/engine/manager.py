@@ -10,6 +10,7 @@ from helixcode.domain.models import Event, Job, JobSummary, Task
 from helixcode.domain.plan import JobSpec
 from helixcode.domain.splitting import choose_parts, split_balanced
 from helixcode.store.store import Store
+from helixcode.store.workers import WorkerInfo
 
 __all__ = ["TaskManager"]
 
@@ -68,6 +69,9 @@ class TaskManager:
         slots = parts or await self.worker_slots()
         k = choose_parts(sum(items.values()), len(items), slots, min_chunk)
         return await self.store.split_task(job_id, key, split_balanced(items, k))
+
+    async def workers(self, include_stopped: bool = True) -> list[WorkerInfo]:
+        return await self.store.list_workers(include_stopped=include_stopped)
 
     async def worker_slots(self) -> int:
         """Task slots of the active workers; the configured concurrency when none is registered."""
