@@ -41,7 +41,8 @@ class ControlOps(QueueOps):
         return row
 
     async def pause_job(self, job_id: str, reason: str = "paused by request") -> None:
-        """No task of the job is claimed until it is resumed; running tasks finish."""
+        """No task of the job is claimed until it is resumed; running tasks finish. A claim already in
+        flight when the pause commits may still complete (it decided before the pause existed)."""
         async with self._write() as conn:
             now = await self._now(conn)
             job = await self._job_row(conn, job_id)
