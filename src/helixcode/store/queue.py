@@ -29,7 +29,7 @@ from helixcode.errors import LeaseLost, SchedulerError
 from helixcode.store.base import DONE, TERMINAL, StoreBase, event
 from helixcode.store.database import db_now
 from helixcode.store.rows import task_from_row
-from helixcode.store.tables import checkpoints, jobs, results, task_dependencies, tasks, workers
+from helixcode.store.tables import checkpoints, events, jobs, results, task_dependencies, tasks, workers
 
 __all__ = ["CheckpointTooLarge", "QueueOps"]
 
@@ -132,26 +132,45 @@ class QueueOps(StoreBase):
             )
             .returning(*tasks.c)
         )
+        if self.dialect == "postgresql":
+            # The claim and its events in one statement (a data-modifying CTE): one round trip fewer.
+            claimed = stmt.cte("claimed")
+            logged = events.insert().from_select(
+                ["job_id", "task_id", "kind", "details", "attempt", "worker_id", "created_at"],
+                sa.select(
+                    claimed.c.job_id,
+                    claimed.c.id,
+                    sa.literal("claimed"),
+                    sa.literal({}, type_=postgresql.JSONB()),
+                    claimed.c.attempts,
+                    sa.literal(worker_id),
+                    claimed.c.started_at,
+                ),
+            )
+            statement: sa.Executable = sa.select(claimed).add_cte(logged.cte("logged"))
+        else:
+            statement = stmt
         async with self._write() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
+            rows = (await conn.execute(statement)).mappings().all()
             if not rows:
                 return []
             rows = sorted(rows, key=lambda r: (r["claim_rank"], r["ready_at"] or 0.0, r["id"]))
-            stamp = rows[0]["started_at"]
-            await self._events(
-                conn,
-                [
-                    event(
-                        r["job_id"],
-                        "claimed",
-                        stamp,
-                        task_id=r["id"],
-                        attempt=r["attempts"],
-                        worker_id=worker_id,
-                    )
-                    for r in rows
-                ],
-            )
+            if self.dialect != "postgresql":
+                stamp = rows[0]["started_at"]
+                await self._events(
+                    conn,
+                    [
+                        event(
+                            r["job_id"],
+                            "claimed",
+                            stamp,
+                            task_id=r["id"],
+                            attempt=r["attempts"],
+                            worker_id=worker_id,
+                        )
+                        for r in rows
+                    ],
+                )
             # Checkpoints are written during attempts: a first attempt has none to resume from.
             resumed = [r["id"] for r in rows if r["attempts"] > 1]
             latest = await self._latest_checkpoints(conn, resumed) if resumed else {}
@@ -371,24 +390,28 @@ class QueueOps(StoreBase):
     async def complete(self, task_id: int, token: str, output: Mapping[str, Any] | None = None) -> None:
         """Record success and release whatever was waiting on this task."""
         async with self._write() as conn:
-            row = await self._succeed(conn, task_id, token)
-            now = row["now"]
-            await self._record_result(conn, row, token, "succeeded", now, output or {}, None)
-            duration = now - (row["started_at"] or now)
-            await self._events(
-                conn,
-                [
-                    event(
-                        row["job_id"],
-                        "succeeded",
-                        now,
-                        task_id=task_id,
-                        attempt=row["attempts"],
-                        worker_id=row["lease_owner"],
-                        duration=round(duration, 3),
-                    )
-                ],
-            )
+            if self.dialect == "postgresql":
+                row = await self._succeed_and_record(conn, task_id, token, output or {})
+                now = row["now"]
+            else:
+                row = await self._run_fenced(conn, self._succeed(task_id, token), task_id, token)
+                now = row["now"]
+                await self._record_result(conn, row, token, "succeeded", now, output or {}, None)
+                duration = now - (row["started_at"] or now)
+                await self._events(
+                    conn,
+                    [
+                        event(
+                            row["job_id"],
+                            "succeeded",
+                            now,
+                            task_id=task_id,
+                            attempt=row["attempts"],
+                            worker_id=row["lease_owner"],
+                            duration=round(duration, 3),
+                        )
+                    ],
+                )
             await self._after_done(
                 conn,
                 row["job_id"],
@@ -397,12 +420,12 @@ class QueueOps(StoreBase):
                 propagate=row["dependents"] or row["parent_id"] is not None,
             )
 
-    async def _succeed(self, conn: AsyncConnection, task_id: int, token: str) -> sa.RowMapping:
+    def _succeed(self, task_id: int, token: str) -> sa.UpdateBase:
         """Mark a held task succeeded in one fenced statement that also returns what the rest of the
         completion needs (the clock, whether anything waits on it). ``lease_owner`` stays as the record
         of who ran it; the cleared token is what ends the lease."""
         deps = task_dependencies
-        stmt = (
+        return (
             tasks.update()
             .where(tasks.c.id == task_id, tasks.c.lease_token == token, tasks.c.status == S.RUNNING.value)
             .values(
@@ -424,10 +447,52 @@ class QueueOps(StoreBase):
                 sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
             )
         )
+
+    @staticmethod
+    async def _run_fenced(
+        conn: AsyncConnection, stmt: sa.Executable, task_id: int, token: str
+    ) -> sa.RowMapping:
         row = (await conn.execute(stmt)).mappings().first()
         if row is None:
             raise LeaseLost(task_id, token)
         return row
+
+    async def _succeed_and_record(
+        self, conn: AsyncConnection, task_id: int, token: str, output: Mapping[str, Any]
+    ) -> sa.RowMapping:
+        """PostgreSQL: the success, its result row and its event in one statement (data-modifying CTEs),
+        one round trip instead of three on the busiest path there is."""
+        done = self._succeed(task_id, token).cte("done")
+        recorded = results.insert().from_select(
+            ["task_id", "attempt", "worker_id", "outcome", "error", "output", "started_at", "finished_at"],
+            sa.select(
+                done.c.id,
+                done.c.attempts,
+                done.c.lease_owner,
+                sa.literal("succeeded"),
+                sa.null(),
+                sa.literal(dict(output), type_=postgresql.JSONB()),
+                done.c.started_at,
+                done.c.now,
+            ),
+        )
+        duration = sa.func.round(
+            sa.cast(done.c.now - sa.func.coalesce(done.c.started_at, done.c.now), sa.Numeric), 3
+        )
+        logged = events.insert().from_select(
+            ["job_id", "task_id", "kind", "details", "attempt", "worker_id", "created_at"],
+            sa.select(
+                done.c.job_id,
+                done.c.id,
+                sa.literal("succeeded"),
+                sa.func.jsonb_build_object("duration", duration),
+                done.c.attempts,
+                done.c.lease_owner,
+                done.c.now,
+            ),
+        )
+        stmt = sa.select(done).add_cte(recorded.cte("recorded"), logged.cte("logged"))
+        return await self._run_fenced(conn, stmt, task_id, token)
 
     async def fail(
         self,
