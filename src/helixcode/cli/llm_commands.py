@@ -21,6 +21,7 @@ from helixcode.llm.types import ChatRequest, Message, ModelInfo, TextDelta, Tool
 
 __all__ = ["register"]
 
+
 def _manager() -> LLMManager:
     try:
         return build_manager(state.settings())
