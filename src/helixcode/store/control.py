@@ -166,17 +166,7 @@ class ControlOps(QueueOps):
         self, conn: AsyncConnection, job_id: str, children: Sequence[int], now: float
     ) -> list[int]:
         """Split parents failed only by parts that are now retried, skipped or revived wait again."""
-        parent_ids = (
-            (
-                await conn.execute(
-                    sa.select(tasks.c.parent_id)
-                    .where(tasks.c.id.in_(children), tasks.c.parent_id.is_not(None))
-                    .distinct()
-                )
-            )
-            .scalars()
-            .all()
-        )
+        parent_ids = await self._parents_of(conn, children)
         revived: list[int] = []
         for parent_id in parent_ids:
             broken = (
@@ -265,7 +255,7 @@ class ControlOps(QueueOps):
                 .all()
             )
             child_keys = [f"{key}.{i + 1}" for i in range(len(parts))]
-            graph = await self._graph(conn, job_id)
+            graph = await self._job_graph(conn, job_id)
             for child in child_keys:
                 if child in graph:
                     raise SchedulerError(f"split: task '{child}' already exists in job {job_id}")
@@ -305,21 +295,6 @@ class ControlOps(QueueOps):
                 + ([event(job_id, "ready", now, task_id=c) for c in ids] if ready else []),
             )
         return child_keys
-
-    @staticmethod
-    async def _graph(conn: AsyncConnection, job_id: str) -> dict[str, list[str]]:
-        keys = dict(
-            (await conn.execute(sa.select(tasks.c.id, tasks.c.key).where(tasks.c.job_id == job_id))).all()
-        )
-        graph: dict[str, list[str]] = {k: [] for k in keys.values()}
-        edges = await conn.execute(
-            sa.select(task_dependencies.c.task_id, task_dependencies.c.depends_on_id).where(
-                task_dependencies.c.task_id.in_(list(keys))
-            )
-        )
-        for task_id, dep in edges.all():
-            graph[keys[task_id]].append(keys[dep])
-        return graph
 
 
 _COPIED: tuple[str, ...] = (

@@ -13,15 +13,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.graph import validate_graph
-from helixcode.domain.ordering import claim_rank
 from helixcode.domain.plan import TaskSpec
 from helixcode.errors import PlanError
 from helixcode.store.base import event
 from helixcode.store.queue import _LEASE_CLEARED, QueueOps
+from helixcode.store.rows import task_values
 from helixcode.store.tables import results, task_dependencies, tasks
 
 __all__ = ["ExpandOps", "child_key"]
@@ -75,8 +74,14 @@ class ExpandOps(QueueOps):
             validate_graph(graph)
             inherited = (parent["run"] or {}).get("agent") or {}
             rows = [
-                self._row(
-                    spec, job_id, keys, task_id, inherited, now, defaults.max_attempts, defaults.timeout
+                task_values(
+                    spec,
+                    job_id=job_id,
+                    key=keys[spec.id],
+                    run=_inherit(spec, inherited),
+                    now=now,
+                    defaults=defaults,
+                    parent_id=task_id,
                 )
                 for spec in subtasks
             ]
@@ -112,55 +117,6 @@ class ExpandOps(QueueOps):
             )
         return list(keys.values())
 
-    @staticmethod
-    def _row(
-        spec: TaskSpec,
-        job_id: str,
-        keys: Mapping[str, str],
-        parent_id: int,
-        inherited: Mapping[str, Any],
-        now: float,
-        max_attempts: int,
-        timeout: float | None,
-    ) -> dict[str, Any]:
-        run = spec.run.model_dump(mode="json")
-        if "agent" in run:
-            run = {"agent": {**inherited, **run["agent"]}}
-        return {
-            "job_id": job_id,
-            "key": keys[spec.id],
-            "parent_id": parent_id,
-            "type": spec.type.value,
-            "title": spec.title,
-            "description": spec.description,
-            "priority": spec.priority.rank,
-            "claim_rank": claim_rank(spec.priority.rank, spec.criticality.rank),
-            "criticality": spec.criticality.rank,
-            "requires": list(spec.requires),
-            "run": run,
-            "status": (S.BLOCKED if spec.depends_on else S.READY).value,
-            "pending_deps": len(spec.depends_on),
-            "max_attempts": spec.max_attempts or max_attempts,
-            "timeout": spec.timeout if spec.timeout is not None else timeout,
-            "created_at": now,
-            "ready_at": None if spec.depends_on else now,
-        }
-
-    @staticmethod
-    async def _job_graph(conn: AsyncConnection, job_id: str) -> dict[str, list[str]]:
-        keys = dict(
-            (await conn.execute(sa.select(tasks.c.id, tasks.c.key).where(tasks.c.job_id == job_id))).all()
-        )
-        graph: dict[str, list[str]] = {k: [] for k in keys.values()}
-        edges = await conn.execute(
-            sa.select(task_dependencies.c.task_id, task_dependencies.c.depends_on_id).where(
-                task_dependencies.c.task_id.in_(list(keys))
-            )
-        )
-        for tid, dep in edges.all():
-            graph[keys[tid]].append(keys[dep])
-        return graph
-
     async def task_outputs(self, job_id: str) -> dict[str, dict[str, Any]]:
         """The output of each task's latest successful attempt, by task key."""
         stmt = (
@@ -172,3 +128,9 @@ class ExpandOps(QueueOps):
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
         return {key: dict(output or {}) for key, output in rows}
+
+
+def _inherit(spec: TaskSpec, inherited: Mapping[str, Any]) -> dict[str, Any]:
+    """A planned agent subtask runs with the planner's agent options unless it sets its own."""
+    run = spec.run.model_dump(mode="json")
+    return {"agent": {**inherited, **run["agent"]}} if "agent" in run else run

@@ -11,12 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.models import Event, Job, JobSummary, Task
-from helixcode.domain.ordering import claim_rank
 from helixcode.domain.plan import JobSpec
 from helixcode.domain.progress import LeafProgress, estimate_eta
 from helixcode.errors import NotFound
 from helixcode.store.base import DONE, TERMINAL, StoreBase, event
-from helixcode.store.rows import event_from_row, job_from_row, task_from_row
+from helixcode.store.rows import event_from_row, job_from_row, task_from_row, task_values
 from helixcode.store.tables import events, jobs, task_dependencies, tasks
 
 __all__ = ["JobOps"]
@@ -48,26 +47,7 @@ class JobOps(StoreBase):
                 )
             )
             rows = [
-                {
-                    "job_id": job_id,
-                    "key": t.id,
-                    "type": t.type.value,
-                    "title": t.title,
-                    "description": t.description,
-                    "priority": t.priority.rank,
-                    "claim_rank": claim_rank(t.priority.rank, t.criticality.rank),
-                    "criticality": t.criticality.rank,
-                    "requires": list(t.requires),
-                    "run": plain["run"],
-                    "status": (TaskStatus.BLOCKED if t.depends_on else TaskStatus.READY).value,
-                    "pending_deps": len(t.depends_on),
-                    "max_attempts": t.max_attempts or defaults.max_attempts,
-                    "timeout": t.timeout if t.timeout is not None else defaults.timeout,
-                    "backoff_base": t.backoff_base,
-                    "backoff_cap": t.backoff_cap,
-                    "created_at": now,
-                    "ready_at": None if t.depends_on else now,
-                }
+                task_values(t, job_id=job_id, key=t.id, run=plain["run"], now=now, defaults=defaults)
                 for t, plain in zip(spec.tasks, dumped["tasks"], strict=True)
             ]
             # A plain executemany (the drivers' fast path), then the ids in one query: far quicker for

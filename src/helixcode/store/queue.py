@@ -640,21 +640,37 @@ class QueueOps(StoreBase):
         ).scalars()
         await self._events(conn, [event(job_id, "ready", now, task_id=t) for t in ready])
 
+    @staticmethod
+    async def _parents_of(conn: AsyncConnection, children: Sequence[int]) -> list[int]:
+        """The split parents (or planners) of these tasks, each once."""
+        found = await conn.execute(
+            sa.select(tasks.c.parent_id)
+            .where(tasks.c.id.in_(children), tasks.c.parent_id.is_not(None))
+            .distinct()
+        )
+        return [int(p) for p in found.scalars().all()]
+
+    @staticmethod
+    async def _job_graph(conn: AsyncConnection, job_id: str) -> dict[str, list[str]]:
+        """The job's dependency graph by task key, for validating additions to it."""
+        keys = dict(
+            (await conn.execute(sa.select(tasks.c.id, tasks.c.key).where(tasks.c.job_id == job_id))).all()
+        )
+        graph: dict[str, list[str]] = {k: [] for k in keys.values()}
+        edges = await conn.execute(
+            sa.select(task_dependencies.c.task_id, task_dependencies.c.depends_on_id).where(
+                task_dependencies.c.task_id.in_(list(keys))
+            )
+        )
+        for task_id, dep in edges.all():
+            graph[keys[task_id]].append(keys[dep])
+        return graph
+
     async def _finish_parents(
         self, conn: AsyncConnection, job_id: str, children: Sequence[int], now: float
     ) -> list[int]:
         """Split parents whose children are all done succeed; returns them so their dependents move."""
-        parent_ids = (
-            (
-                await conn.execute(
-                    sa.select(tasks.c.parent_id)
-                    .where(tasks.c.id.in_(children), tasks.c.parent_id.is_not(None))
-                    .distinct()
-                )
-            )
-            .scalars()
-            .all()
-        )
+        parent_ids = await self._parents_of(conn, children)
         finished: list[int] = []
         for parent_id in parent_ids:
             # As for jobs: lock the parent before reading its parts, or two parts finishing at once

@@ -5,10 +5,47 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from helixcode.config import TasksSettings
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
 from helixcode.domain.models import Event, Job, Task
+from helixcode.domain.ordering import claim_rank
+from helixcode.domain.plan import TaskSpec
 
-__all__ = ["event_from_row", "job_from_row", "task_from_row"]
+__all__ = ["event_from_row", "job_from_row", "task_from_row", "task_values"]
+
+
+def task_values(
+    spec: TaskSpec,
+    *,
+    job_id: str,
+    key: str,
+    run: Mapping[str, Any],
+    now: float,
+    defaults: TasksSettings,
+    parent_id: int | None = None,
+) -> dict[str, Any]:
+    """The ``tasks`` row for a task spec, whether it comes from a plan file or from the planner."""
+    return {
+        "job_id": job_id,
+        "key": key,
+        "parent_id": parent_id,
+        "type": spec.type.value,
+        "title": spec.title,
+        "description": spec.description,
+        "priority": spec.priority.rank,
+        "claim_rank": claim_rank(spec.priority.rank, spec.criticality.rank),
+        "criticality": spec.criticality.rank,
+        "requires": list(spec.requires),
+        "run": dict(run),
+        "status": (TaskStatus.BLOCKED if spec.depends_on else TaskStatus.READY).value,
+        "pending_deps": len(spec.depends_on),
+        "max_attempts": spec.max_attempts or defaults.max_attempts,
+        "timeout": spec.timeout if spec.timeout is not None else defaults.timeout,
+        "backoff_base": spec.backoff_base,
+        "backoff_cap": spec.backoff_cap,
+        "created_at": now,
+        "ready_at": None if spec.depends_on else now,
+    }
 
 
 def job_from_row(row: Mapping[Any, Any]) -> Job:
