@@ -265,6 +265,9 @@ async def test_concurrent_claimers_never_share_a_task(open_store: OpenStore, sto
         got: list[int] = []
         while claims := await s.claim(worker, limit=3):
             got += [c.task.id for c in claims]
+            # A worker runs what it claimed before claiming again. Without this pause one claimer can
+            # drain a SQLite queue before the others' busy handlers retry.
+            await asyncio.sleep(0.005)
         return got
 
     per_claimer = await asyncio.gather(*(drain(s, f"w{i}") for i, s in enumerate(claimers)))

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -23,6 +23,8 @@ from helixcode.store.database import WRITE, create_engine, db_now
 from helixcode.store.tables import events
 
 __all__ = ["DONE", "READY_CHANNEL", "TERMINAL", "StoreBase", "event"]
+
+_Stmt = TypeVar("_Stmt", bound=sa.Executable)
 
 DONE = (TaskStatus.SUCCEEDED.value, TaskStatus.SKIPPED.value)
 TERMINAL = tuple(s.value for s in TaskStatus if s.terminal)
@@ -69,10 +71,16 @@ class StoreBase:
         self.engine = engine
         self.settings = settings
         self._writer = engine.execution_options(**{WRITE: True})
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else None
+        )
         self._workdir_cache: dict[str, str | None] = {}
         # SQLite allows one writer: queue this process's writers here instead of in SQLite's busy handler,
         # which sleeps in growing steps. Other processes still meet the busy timeout.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._statements: dict[Hashable, sa.Executable] = {}
 
     @classmethod
     async def open(cls, settings: Settings, *, upgrade: bool = True) -> Self:
@@ -108,6 +116,15 @@ class StoreBase:
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot migrate the database: {exc}") from exc
 
+    def _prepared(self, key: Hashable, build: Callable[[], _Stmt]) -> _Stmt:
+        """A hot-path statement built once per store, its values left as bind parameters. Building a
+        SQLAlchemy statement and its cache key costs more Python time than the database takes to run
+        it; a reused statement object keeps its memoised cache key, so only execution is paid."""
+        stmt = self._statements.get(key)
+        if stmt is None:
+            stmt = self._statements[key] = build()
+        return stmt  # type: ignore[return-value]
+
     # -- transactions ---------------------------------------------------------------------------
 
     @asynccontextmanager
@@ -126,6 +143,21 @@ class StoreBase:
                     yield conn
             except sa.exc.DBAPIError as exc:
                 raise _translate(exc) from exc
+
+    @asynccontextmanager
+    async def _statement(self) -> AsyncIterator[AsyncConnection]:
+        """For a write that is one statement (data-modifying CTEs included), so atomic on its own. On
+        PostgreSQL it runs in autocommit: no BEGIN and COMMIT round trips on the hot path. On SQLite it
+        is an ordinary write transaction (the ``BEGIN IMMEDIATE`` lock is what orders writers)."""
+        if self._autocommit is None:
+            async with self._write() as conn:
+                yield conn
+            return
+        try:
+            async with self._autocommit.connect() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise _translate(exc) from exc
 
     @staticmethod
     async def _now(conn: AsyncConnection) -> float:

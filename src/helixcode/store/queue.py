@@ -68,16 +68,24 @@ class QueueOps(StoreBase):
 
     # -- claiming -------------------------------------------------------------------------------
 
-    def _capable(self, capabilities: Sequence[str]) -> sa.ColumnElement[bool]:
-        """``tasks.requires`` is a subset of ``capabilities``."""
+    def _capable(self) -> sa.ColumnElement[bool]:
+        """``tasks.requires`` is a subset of the bound ``p_caps`` (see ``_caps``)."""
         if self.dialect == "postgresql":
             requires = sa.type_coerce(tasks.c.requires, postgresql.JSONB())
             subset: sa.ColumnElement[bool] = requires.contained_by(
-                sa.literal(list(capabilities), type_=postgresql.JSONB())
+                sa.bindparam("p_caps", type_=postgresql.JSONB())
             )
             return subset
         each = sa.func.json_each(tasks.c.requires).table_valued("value")
-        return ~sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value.not_in(capabilities)))
+        return ~sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(each)
+            .where(each.c.value.not_in(sa.bindparam("p_caps", expanding=True)))
+        )
+
+    @staticmethod
+    def _caps(capabilities: Iterable[str]) -> list[str]:
+        return sorted(set(capabilities))
 
     async def claim(
         self,
@@ -88,70 +96,16 @@ class QueueOps(StoreBase):
         min_criticality: Criticality | None = None,
     ) -> list[Claim]:
         """Lease up to ``limit`` of the best ready tasks this worker can run, in claim order."""
-        caps = sorted(set(capabilities))
-        candidates = (
-            sa.select(tasks.c.id)
-            .join(jobs, jobs.c.id == tasks.c.job_id)
-            .where(
-                tasks.c.status == S.READY.value, jobs.c.status == JobStatus.RUNNING.value, self._capable(caps)
-            )
-            .order_by(tasks.c.claim_rank, tasks.c.ready_at, tasks.c.id)
-            .limit(limit)
-        )
-        if min_criticality is not None:
-            candidates = candidates.where(tasks.c.criticality >= min_criticality.rank)
-        if self.settings.workers.capacity_floor > 0:
-            candidates = candidates.where(self._within_capacity())
-        chosen: sa.Select[Any] | sa.ScalarSelect[Any] = candidates.scalar_subquery()
-        if self.dialect == "postgresql":
-            # A materialised CTE is evaluated once. As a plain IN subquery the planner may rescan it per
-            # row (a semi join), and each rescan with SKIP LOCKED leases more rows: more than ``limit``.
-            picked = (
-                candidates.with_for_update(skip_locked=True, of=tasks)
-                .cte("candidates")
-                .prefix_with("MATERIALIZED")
-            )
-            chosen = sa.select(picked.c.id)
-        now = db_now()
-        target: sa.ColumnElement[bool] = tasks.c.id.in_(chosen)
-        if self.dialect == "postgresql":
-            # Re-checked after the row lock. SQLite holds the write lock, and there the extra condition
-            # makes its planner walk every ready task through the status index instead of the ids.
-            target = sa.and_(target, tasks.c.status == S.READY.value)
-        stmt = (
-            tasks.update()
-            .where(target)
-            .values(
-                status=S.RUNNING.value,
-                lease_owner=worker_id,
-                lease_token=new_token(),
-                lease_expires_at=now + self.settings.tasks.lease_ttl,
-                attempts=tasks.c.attempts + 1,
-                started_at=now,
-                next_attempt_at=None,
-            )
-            .returning(*tasks.c)
-        )
-        if self.dialect == "postgresql":
-            # The claim and its events in one statement (a data-modifying CTE): one round trip fewer.
-            claimed = stmt.cte("claimed")
-            logged = events.insert().from_select(
-                ["job_id", "task_id", "kind", "details", "attempt", "worker_id", "created_at"],
-                sa.select(
-                    claimed.c.job_id,
-                    claimed.c.id,
-                    sa.literal("claimed"),
-                    sa.literal({}, type_=postgresql.JSONB()),
-                    claimed.c.attempts,
-                    sa.literal(worker_id),
-                    claimed.c.started_at,
-                ),
-            )
-            statement: sa.Executable = sa.select(claimed).add_cte(logged.cte("logged"))
-        else:
-            statement = stmt
-        async with self._write() as conn:
-            rows = (await conn.execute(statement)).mappings().all()
+        params = {
+            "p_worker": worker_id,
+            "p_caps": self._caps(capabilities),
+            "p_limit": limit,
+            "p_min_crit": min_criticality.rank if min_criticality is not None else -1,
+        }
+        statement = self._prepared("claim", self._claim_statement)
+        # One statement on PostgreSQL (the claim and its events); what follows only reads.
+        async with self._statement() as conn:
+            rows = (await conn.execute(statement, params)).mappings().all()
             if not rows:
                 return []
             rows = sorted(rows, key=lambda r: (r["claim_rank"], r["ready_at"] or 0.0, r["id"]))
@@ -186,6 +140,71 @@ class QueueOps(StoreBase):
             for r in rows
         ]
 
+    def _claim_statement(self) -> sa.Executable:
+        """The claim: worker, capabilities, limit and criticality floor are bound per call."""
+        candidates = (
+            sa.select(tasks.c.id)
+            .join(jobs, jobs.c.id == tasks.c.job_id)
+            .where(
+                tasks.c.status == S.READY.value,
+                jobs.c.status == JobStatus.RUNNING.value,
+                self._capable(),
+                tasks.c.criticality >= sa.bindparam("p_min_crit", type_=sa.Integer()),
+            )
+            .order_by(tasks.c.claim_rank, tasks.c.ready_at, tasks.c.id)
+            .limit(sa.bindparam("p_limit", type_=sa.Integer()))
+        )
+        if self.settings.workers.capacity_floor > 0:
+            candidates = candidates.where(self._within_capacity())
+        chosen: sa.Select[Any] | sa.ScalarSelect[Any] = candidates.scalar_subquery()
+        if self.dialect == "postgresql":
+            # A materialised CTE is evaluated once. As a plain IN subquery the planner may rescan it per
+            # row (a semi join), and each rescan with SKIP LOCKED leases more rows: more than ``limit``.
+            picked = (
+                candidates.with_for_update(skip_locked=True, of=tasks)
+                .cte("candidates")
+                .prefix_with("MATERIALIZED")
+            )
+            chosen = sa.select(picked.c.id)
+        now = db_now()
+        target: sa.ColumnElement[bool] = tasks.c.id.in_(chosen)
+        if self.dialect == "postgresql":
+            # Re-checked after the row lock. SQLite holds the write lock, and there the extra condition
+            # makes its planner walk every ready task through the status index instead of the ids.
+            target = sa.and_(target, tasks.c.status == S.READY.value)
+        worker = sa.bindparam("p_worker", type_=sa.String())
+        stmt = (
+            tasks.update()
+            .where(target)
+            .values(
+                status=S.RUNNING.value,
+                lease_owner=worker,
+                lease_token=new_token(),
+                lease_expires_at=now + self.settings.tasks.lease_ttl,
+                attempts=tasks.c.attempts + 1,
+                started_at=now,
+                next_attempt_at=None,
+            )
+            .returning(*tasks.c)
+        )
+        if self.dialect != "postgresql":
+            return stmt
+        # The claim and its events in one statement (a data-modifying CTE): one round trip fewer.
+        claimed = stmt.cte("claimed")
+        logged = events.insert().from_select(
+            ["job_id", "task_id", "kind", "details", "attempt", "worker_id", "created_at"],
+            sa.select(
+                claimed.c.job_id,
+                claimed.c.id,
+                sa.literal("claimed"),
+                sa.literal({}, type_=postgresql.JSONB()),
+                claimed.c.attempts,
+                worker,
+                claimed.c.started_at,
+            ),
+        )
+        return sa.select(claimed).add_cte(logged.cte("logged"))
+
     async def _workdirs(self, conn: AsyncConnection, job_ids: set[str]) -> dict[str, str | None]:
         """Jobs' working directories, cached: a job's workdir never changes once it is created."""
         missing = [j for j in job_ids if j not in self._workdir_cache]
@@ -209,7 +228,6 @@ class QueueOps(StoreBase):
     async def has_work(self, capabilities: Iterable[str] = ()) -> bool:
         """Whether anything in a running job could still reach this worker: a task it can claim now, or
         one that is running, retrying, blocked or waiting and so may free more work later."""
-        caps = sorted(set(capabilities))
         pending = [S.RUNNING.value, S.RETRYING.value, S.BLOCKED.value, S.WAITING.value]
         stmt = (
             sa.select(tasks.c.id)
@@ -218,13 +236,13 @@ class QueueOps(StoreBase):
                 jobs.c.status == JobStatus.RUNNING.value,
                 sa.or_(
                     tasks.c.status.in_(pending),
-                    sa.and_(tasks.c.status == S.READY.value, self._capable(caps)),
+                    sa.and_(tasks.c.status == S.READY.value, self._capable()),
                 ),
             )
             .limit(1)
         )
         async with self._read() as conn:
-            return (await conn.execute(stmt)).first() is not None
+            return (await conn.execute(stmt, {"p_caps": self._caps(capabilities)})).first() is not None
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -389,12 +407,14 @@ class QueueOps(StoreBase):
 
     async def complete(self, task_id: int, token: str, output: Mapping[str, Any] | None = None) -> None:
         """Record success and release whatever was waiting on this task."""
+        params: dict[str, Any] = {"p_task": task_id, "p_token": token}
         async with self._write() as conn:
             if self.dialect == "postgresql":
-                row = await self._succeed_and_record(conn, task_id, token, output or {})
+                statement = self._prepared("complete", self._succeed_and_record)
+                row = await self._run_fenced(conn, statement, {**params, "p_output": dict(output or {})})
                 now = row["now"]
             else:
-                row = await self._run_fenced(conn, self._succeed(task_id, token), task_id, token)
+                row = await self._run_fenced(conn, self._prepared("succeed", self._succeed), params)
                 now = row["now"]
                 await self._record_result(conn, row, token, "succeeded", now, output or {}, None)
                 duration = now - (row["started_at"] or now)
@@ -412,22 +432,25 @@ class QueueOps(StoreBase):
                         )
                     ],
                 )
-            await self._after_done(
-                conn,
-                row["job_id"],
-                [task_id],
-                now,
-                propagate=row["dependents"] or row["parent_id"] is not None,
-            )
+            propagate = bool(row["dependents"] or row["parent_id"] is not None)
+            if propagate or not row["others_open"]:
+                await self._after_done(conn, row["job_id"], [task_id], now, propagate=propagate)
 
-    def _succeed(self, task_id: int, token: str) -> sa.UpdateBase:
-        """Mark a held task succeeded in one fenced statement that also returns what the rest of the
-        completion needs (the clock, whether anything waits on it). ``lease_owner`` stays as the record
-        of who ran it; the cleared token is what ends the lease."""
+    def _succeed(self) -> sa.UpdateBase:
+        """Mark a held task (``p_task``, ``p_token``) succeeded in one fenced statement that also
+        returns what the rest of the completion needs: the clock, whether anything waits on it, and
+        whether other tasks of its job are still open (if so, the job cannot end here). ``lease_owner``
+        stays as the record of who ran it; the cleared token is what ends the lease."""
         deps = task_dependencies
+        other = tasks.alias("other")
+        task_id = sa.bindparam("p_task", type_=sa.Integer())
         return (
             tasks.update()
-            .where(tasks.c.id == task_id, tasks.c.lease_token == token, tasks.c.status == S.RUNNING.value)
+            .where(
+                tasks.c.id == task_id,
+                tasks.c.lease_token == sa.bindparam("p_token", type_=sa.String()),
+                tasks.c.status == S.RUNNING.value,
+            )
             .values(
                 status=S.SUCCEEDED.value,
                 finished_at=db_now(),
@@ -445,24 +468,27 @@ class QueueOps(StoreBase):
                 tasks.c.parent_id,
                 tasks.c.finished_at.label("now"),
                 sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
+                # Other rows are read as of the statement's start: this task itself still looks running,
+                # hence the id condition.
+                sa.exists()
+                .where(other.c.job_id == tasks.c.job_id, other.c.status.not_in(TERMINAL), other.c.id != task_id)
+                .label("others_open"),
             )
         )
 
     @staticmethod
     async def _run_fenced(
-        conn: AsyncConnection, stmt: sa.Executable, task_id: int, token: str
+        conn: AsyncConnection, stmt: sa.Executable, params: Mapping[str, Any]
     ) -> sa.RowMapping:
-        row = (await conn.execute(stmt)).mappings().first()
+        row = (await conn.execute(stmt, dict(params))).mappings().first()
         if row is None:
-            raise LeaseLost(task_id, token)
+            raise LeaseLost(params["p_task"], params["p_token"])
         return row
 
-    async def _succeed_and_record(
-        self, conn: AsyncConnection, task_id: int, token: str, output: Mapping[str, Any]
-    ) -> sa.RowMapping:
+    def _succeed_and_record(self) -> sa.Executable:
         """PostgreSQL: the success, its result row and its event in one statement (data-modifying CTEs),
         one round trip instead of three on the busiest path there is."""
-        done = self._succeed(task_id, token).cte("done")
+        done = self._succeed().cte("done")
         recorded = results.insert().from_select(
             ["task_id", "attempt", "worker_id", "outcome", "error", "output", "started_at", "finished_at"],
             sa.select(
@@ -471,7 +497,7 @@ class QueueOps(StoreBase):
                 done.c.lease_owner,
                 sa.literal("succeeded"),
                 sa.null(),
-                sa.literal(dict(output), type_=postgresql.JSONB()),
+                sa.bindparam("p_output", type_=postgresql.JSONB()),
                 done.c.started_at,
                 done.c.now,
             ),
@@ -491,8 +517,7 @@ class QueueOps(StoreBase):
                 done.c.now,
             ),
         )
-        stmt = sa.select(done).add_cte(recorded.cte("recorded"), logged.cte("logged"))
-        return await self._run_fenced(conn, stmt, task_id, token)
+        return sa.select(done).add_cte(recorded.cte("recorded"), logged.cte("logged"))
 
     async def fail(
         self,
