@@ -471,7 +471,9 @@ class QueueOps(StoreBase):
                 # Other rows are read as of the statement's start: this task itself still looks running,
                 # hence the id condition.
                 sa.exists()
-                .where(other.c.job_id == tasks.c.job_id, other.c.status.not_in(TERMINAL), other.c.id != task_id)
+                .where(
+                    other.c.job_id == tasks.c.job_id, other.c.status.not_in(TERMINAL), other.c.id != task_id
+                )
                 .label("others_open"),
             )
         )
