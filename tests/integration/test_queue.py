@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from helixcode.config import Settings, TasksSettings
+from helixcode.config import DatabaseSettings, Settings, TasksSettings
 from helixcode.domain.backoff import backoff_ceiling
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus
 from helixcode.domain.models import Claim, LeaseState
@@ -26,6 +26,7 @@ from helixcode.store import queue as queue_module
 from helixcode.store.queue import CheckpointTooLarge
 from helixcode.store.store import Store
 from helixcode.store.tables import results, tasks
+from helixcode.worker.wakeup import ReadyListener
 
 S = TaskStatus
 OpenStore = Callable[..., Awaitable[Store]]
@@ -572,3 +573,29 @@ async def test_a_split_task_ends_when_its_last_parts_finish_at_the_same_moment(
         assert (await store.get_task(job.id, "after")).status is S.READY
         after = (await store.claim("w1"))[0]
         await store.complete(after.task.id, after.token)
+
+
+@pytest.mark.postgres
+async def test_idle_workers_are_woken_exactly_when_a_completion_frees_a_task(pg_database: str) -> None:
+    """The single-statement success on PostgreSQL also sends the wake-up, and only when it freed a task."""
+    settings = Settings(database=DatabaseSettings(url=pg_database))
+    store = await Store.open(settings)
+    wake = asyncio.Event()
+    listener = ReadyListener(settings.database.url, wake)
+    listening = asyncio.create_task(listener.run())
+    try:
+        job = await store.create_job(spec(t("a"), t("b"), t("after", "a", "b")))
+        a, b = await store.claim("w1", limit=2)
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        await asyncio.sleep(0.1)
+        wake.clear()
+        await store.complete(a.task.id, a.token)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(wake.wait(), 0.5)  # 'after' still waits on 'b'
+        await store.complete(b.task.id, b.token)
+        await asyncio.wait_for(wake.wait(), 5)
+        assert (await statuses(store, job.id))["after"] is S.READY
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await store.aclose()

@@ -11,9 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from helixcode.domain.enums import TaskStatus
-from helixcode.store.base import event
+from helixcode.store.base import TERMINAL, event
+from helixcode.store.database import db_now
 from helixcode.store.queue import _LEASE_CLEARED, QueueOps
 from helixcode.store.tables import results, task_dependencies, tasks
 
@@ -32,6 +34,10 @@ class BatchOps(QueueOps):
         if not items:
             return []
         wanted = {task_id: (token, output) for task_id, token, output in items}
+        parentless = wanted.keys() <= self._parentless
+        self._parentless.difference_update(wanted)
+        if self.dialect == "postgresql":
+            return await self._complete_many_pg(wanted, parentless)
         held = sa.tuple_(tasks.c.id, tasks.c.lease_token).in_([(t, tok) for t, (tok, _) in wanted.items()])
         deps = task_dependencies
         select = sa.select(
@@ -43,8 +49,6 @@ class BatchOps(QueueOps):
             tasks.c.parent_id,
             sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
         ).where(held, tasks.c.status == S.RUNNING.value)
-        if self.dialect == "postgresql":
-            select = select.with_for_update()  # the rows stay ours until the update below
         async with self._write() as conn:
             now = await self._now(conn)
             rows = (await conn.execute(select)).mappings().all()
@@ -96,3 +100,86 @@ class BatchOps(QueueOps):
                 propagate = any(r["dependents"] or r["parent_id"] is not None for r in done_rows)
                 await self._after_done(conn, job_id, [r["id"] for r in done_rows], now, propagate=propagate)
         return [t for t in wanted if t not in set(done)]
+
+    async def _complete_many_pg(
+        self, wanted: Mapping[int, tuple[str, Mapping[str, Any] | None]], parentless: bool
+    ) -> list[int]:
+        """PostgreSQL: the successes, their results and events in one statement. When none of them has a
+        split parent, the release of their dependents joins it and it runs in autocommit, as
+        ``complete`` does for one such task."""
+        items = [{"id": t, "token": tok, "output": dict(out or {})} for t, (tok, out) in wanted.items()]
+        params = {"p_items": items}
+        if parentless:
+            statement = self._prepared("complete_many+release", lambda: self._complete_many_statement(True))
+            async with self._statement() as conn:
+                rows = (await conn.execute(statement, params)).mappings().all()
+            for job_id, now in sorted({(r["job_id"], r["now"]) for r in rows if not r["others_open"]}):
+                async with self._write() as conn:
+                    await self._finish_job_if_done(conn, job_id, now)
+        else:
+            statement = self._prepared("complete_many", lambda: self._complete_many_statement(False))
+            async with self._write() as conn:
+                rows = (await conn.execute(statement, params)).mappings().all()
+                by_job: dict[str, list[sa.RowMapping]] = {}
+                for r in rows:
+                    by_job.setdefault(r["job_id"], []).append(r)
+                for job_id, done_rows in sorted(by_job.items()):
+                    propagate = any(r["dependents"] or r["parent_id"] is not None for r in done_rows)
+                    if propagate or not all(r["others_open"] for r in done_rows):
+                        ids = [r["id"] for r in done_rows]
+                        await self._after_done(conn, job_id, ids, done_rows[0]["now"], propagate=propagate)
+        done = {r["id"] for r in rows}
+        return [t for t in wanted if t not in done]
+
+    def _complete_many_statement(self, release: bool) -> sa.Executable:
+        """``p_items`` is a JSON array of ``{id, token, output}``; rows whose token no longer holds the
+        lease are left alone (and reported refused by their absence). As in ``complete``, ``lease_owner``
+        stays as the record of who ran the task."""
+        given = (
+            sa.func.jsonb_to_recordset(sa.bindparam("p_items", type_=postgresql.JSONB()))
+            .table_valued(
+                sa.column("id", sa.BigInteger()),
+                sa.column("token", sa.String()),
+                sa.column("output", postgresql.JSONB()),
+            )
+            .render_derived(name="given", with_types=True)
+        )
+        deps = task_dependencies
+        other = tasks.alias("other")
+        done = (
+            tasks.update()
+            .where(
+                tasks.c.id == given.c.id,
+                tasks.c.lease_token == given.c.token,
+                tasks.c.status == S.RUNNING.value,
+            )
+            .values(
+                status=S.SUCCEEDED.value,
+                finished_at=db_now(),
+                progress=1.0,
+                last_error=None,
+                lease_token=None,
+                lease_expires_at=None,
+            )
+            .returning(
+                tasks.c.id,
+                tasks.c.job_id,
+                tasks.c.attempts,
+                tasks.c.lease_owner,
+                tasks.c.started_at,
+                tasks.c.parent_id,
+                tasks.c.finished_at.label("now"),
+                given.c.output,
+                sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
+                # Read as of the statement's start, when this batch still looks running: leave it out.
+                sa.exists()
+                .where(
+                    other.c.job_id == tasks.c.job_id,
+                    other.c.status.not_in(TERMINAL),
+                    other.c.id.not_in(sa.select(given.c.id).scalar_subquery()),
+                )
+                .label("others_open"),
+            )
+            .cte("done")
+        )
+        return self._record_success(done, done.c.output, release=release)

@@ -26,7 +26,7 @@ from helixcode.domain.enums import Criticality, JobStatus, TaskStatus
 from helixcode.domain.models import Checkpoint, Claim, LeaseState, Maintenance
 from helixcode.domain.ordering import CRIT_LEVELS, TOP_PRIORITY
 from helixcode.errors import LeaseLost, SchedulerError
-from helixcode.store.base import DONE, TERMINAL, StoreBase, event
+from helixcode.store.base import DONE, READY_CHANNEL, TERMINAL, StoreBase, event
 from helixcode.store.database import db_now
 from helixcode.store.rows import task_from_row
 from helixcode.store.tables import checkpoints, events, jobs, results, task_dependencies, tasks, workers
@@ -109,6 +109,7 @@ class QueueOps(StoreBase):
             if not rows:
                 return []
             rows = sorted(rows, key=lambda r: (r["claim_rank"], r["ready_at"] or 0.0, r["id"]))
+            self._parentless.update(r["id"] for r in rows if r["parent_id"] is None)
             if self.dialect != "postgresql":
                 stamp = rows[0]["started_at"]
                 await self._events(
@@ -408,6 +409,19 @@ class QueueOps(StoreBase):
     async def complete(self, task_id: int, token: str, output: Mapping[str, Any] | None = None) -> None:
         """Record success and release whatever was waiting on this task."""
         params: dict[str, Any] = {"p_task": task_id, "p_token": token}
+        parentless = task_id in self._parentless
+        self._parentless.discard(task_id)
+        if self.dialect == "postgresql" and parentless:
+            # The success, its result and events, and the release of its dependents are one statement,
+            # with no transaction around it. If it was the job's last open task, ending the job follows
+            # (should this process die in between, maintenance ends the job, as after a completion race).
+            async with self._statement() as conn:
+                statement = self._prepared("complete+release", lambda: self._succeed_and_record(release=True))
+                row = await self._run_fenced(conn, statement, {**params, "p_output": dict(output or {})})
+            if not row["others_open"]:
+                async with self._write() as conn:
+                    await self._finish_job_if_done(conn, row["job_id"], row["now"])
+            return
         async with self._write() as conn:
             if self.dialect == "postgresql":
                 statement = self._prepared("complete", self._succeed_and_record)
@@ -487,10 +501,19 @@ class QueueOps(StoreBase):
             raise LeaseLost(params["p_task"], params["p_token"])
         return row
 
-    def _succeed_and_record(self) -> sa.Executable:
-        """PostgreSQL: the success, its result row and its event in one statement (data-modifying CTEs),
-        one round trip instead of three on the busiest path there is."""
+    def _succeed_and_record(self, *, release: bool = False) -> sa.Executable:
+        """PostgreSQL: one task's success (``p_task``, ``p_token``, ``p_output``) in one statement."""
         done = self._succeed().cte("done")
+        return self._record_success(done, sa.bindparam("p_output", type_=postgresql.JSONB()), release=release)
+
+    def _record_success(
+        self, done: sa.CTE, output: sa.ColumnElement[Any], *, release: bool
+    ) -> sa.Select[Any]:
+        """PostgreSQL: what a success writes besides the task row, as data-modifying CTEs around ``done``
+        (the tasks just marked succeeded): result rows and ``succeeded`` events; with ``release``, also
+        the dependents' countdown, ``ready`` events for those it frees, and the wake-up for idle workers.
+        One round trip instead of one per step on the busiest path there is. Split parents are not
+        handled here: tasks that have one take the transactional path (``_after_done``)."""
         recorded = results.insert().from_select(
             ["task_id", "attempt", "worker_id", "outcome", "error", "output", "started_at", "finished_at"],
             sa.select(
@@ -499,7 +522,7 @@ class QueueOps(StoreBase):
                 done.c.lease_owner,
                 sa.literal("succeeded"),
                 sa.null(),
-                sa.bindparam("p_output", type_=postgresql.JSONB()),
+                output,
                 done.c.started_at,
                 done.c.now,
             ),
@@ -507,19 +530,83 @@ class QueueOps(StoreBase):
         duration = sa.func.round(
             sa.cast(done.c.now - sa.func.coalesce(done.c.started_at, done.c.now), sa.Numeric), 3
         )
-        logged = events.insert().from_select(
-            ["job_id", "task_id", "kind", "details", "attempt", "worker_id", "created_at"],
-            sa.select(
-                done.c.job_id,
-                done.c.id,
-                sa.literal("succeeded"),
-                sa.func.jsonb_build_object("duration", duration),
-                done.c.attempts,
-                done.c.lease_owner,
-                done.c.now,
-            ),
+        logged = (
+            events.insert()
+            .from_select(
+                ["job_id", "task_id", "kind", "details", "attempt", "worker_id", "created_at"],
+                sa.select(
+                    done.c.job_id,
+                    done.c.id,
+                    sa.literal("succeeded"),
+                    sa.func.jsonb_build_object("duration", duration),
+                    done.c.attempts,
+                    done.c.lease_owner,
+                    done.c.now,
+                ),
+            )
+            .returning(events.c.id)
+            .cte("logged")
         )
-        return sa.select(done).add_cte(recorded.cte("recorded"), logged.cte("logged"))
+        columns = [
+            done.c.id,
+            done.c.job_id,
+            done.c.parent_id,
+            done.c.now,
+            done.c.dependents,
+            done.c.others_open,
+        ]
+        if not release:
+            return sa.select(*columns).add_cte(recorded.cte("recorded"), logged)
+        deps = task_dependencies
+        # A dependent may wait on several tasks of one batch: count them, since an UPDATE changes a row
+        # once per statement. Under a concurrent release the row lock makes PostgreSQL re-read the row,
+        # so the countdown stays exact.
+        satisfied = (
+            sa.select(deps.c.task_id, sa.func.count().label("n"), sa.func.max(done.c.now).label("now"))
+            .select_from(deps.join(done, deps.c.depends_on_id == done.c.id))
+            .group_by(deps.c.task_id)
+            .subquery("satisfied")
+        )
+        freed = sa.and_(tasks.c.pending_deps - satisfied.c.n <= 0, tasks.c.status == S.BLOCKED.value)
+        released = (
+            tasks.update()
+            .where(tasks.c.id == satisfied.c.task_id)
+            .values(
+                pending_deps=tasks.c.pending_deps - satisfied.c.n,
+                status=sa.case((freed, S.READY.value), else_=tasks.c.status),
+                ready_at=sa.case((freed, satisfied.c.now), else_=tasks.c.ready_at),
+            )
+            .returning(tasks.c.id, tasks.c.job_id, tasks.c.status, tasks.c.pending_deps, satisfied.c.now)
+            .cte("released")
+        )
+        # Reading ``logged`` first makes the successes' events precede the ``ready`` events they cause.
+        ready_logged = (
+            events.insert()
+            .from_select(
+                ["job_id", "task_id", "kind", "details", "created_at"],
+                sa.select(
+                    released.c.job_id,
+                    released.c.id,
+                    sa.literal("ready"),
+                    sa.literal({}, type_=postgresql.JSONB()),
+                    released.c.now,
+                ).where(
+                    released.c.status == S.READY.value,
+                    released.c.pending_deps <= 0,
+                    sa.exists(sa.select(logged.c.id)),
+                ),
+            )
+            .returning(events.c.id)
+            .cte("ready_logged")
+        )
+        woke = (
+            sa.select(sa.func.count())
+            .select_from(
+                sa.select(sa.func.pg_notify(READY_CHANNEL, "")).select_from(ready_logged).limit(1).subquery()
+            )
+            .scalar_subquery()
+        )
+        return sa.select(*columns, woke.label("woke")).add_cte(recorded.cte("recorded"), logged)
 
     async def fail(
         self,
@@ -532,6 +619,7 @@ class QueueOps(StoreBase):
     ) -> TaskStatus:
         """Record a failed attempt: retry with backoff while attempts remain, else fail for good."""
         cfg = self.settings.tasks
+        self._parentless.discard(task_id)
         async with self._write() as conn:
             now = await self._now(conn)
             row = await self._fenced(conn, task_id, token)
@@ -586,6 +674,7 @@ class QueueOps(StoreBase):
 
     async def hand_back(self, task_id: int, token: str, reason: str = "worker stopping") -> None:
         """Return a task unfinished (a draining worker); it is not counted as a failure."""
+        self._parentless.discard(task_id)
         async with self._write() as conn:
             now = await self._now(conn)
             row = await self._fenced(
