@@ -29,14 +29,12 @@ class Profile:
     instructions: str
     tools: tuple[str, ...]
     max_rounds: int = 8
-    min_context: int | None = None
 
 
 PROFILES: dict[TaskType, Profile] = {
     TaskType.PLANNING: Profile(
         "Break the goal into a few concrete subtasks with dependencies. Reply with the plan as JSON only.",
         (),
-        min_context=2048,
     ),
     TaskType.DESIGN: Profile(
         "Write a short design note (a Markdown file under docs/) describing the approach.", (*WRITE, "finish")

@@ -163,5 +163,8 @@ class RemoteManager:
         rows = await self._call("GET", "/workers", params={"all": "true" if include_stopped else "false"})
         return [WorkerInfo(**{**row, "capabilities": tuple(row["capabilities"])}) for row in rows]
 
+    async def worker_history(self, ref: str, since: float = 0.0) -> Any:
+        raise HelixError("`helix workers --history` works against the database only; unset HELIX_SERVER")
+
     async def split(self, ref: str, key: str, items: Mapping[str, float], **_: Any) -> list[str]:
         raise HelixError("`helix split` works against the database only; unset HELIX_SERVER to use it")

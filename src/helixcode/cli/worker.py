@@ -16,6 +16,7 @@ from rich import box
 from rich.table import Table
 
 from helixcode.cli.common import JsonOpt, console, err_console, run, run_async, state
+from helixcode.cli.history import history_json, history_table
 from helixcode.cli.render import emit_json
 from helixcode.errors import ConfigError
 from helixcode.store.store import Store
@@ -84,10 +85,25 @@ def _pool(processes: int, argv: list[str]) -> None:
 
 
 def workers(
-    as_json: JsonOpt = False, all_: Annotated[bool, typer.Option("--all", help="Include stopped.")] = False
+    as_json: JsonOpt = False,
+    all_: Annotated[bool, typer.Option("--all", help="Include stopped.")] = False,
+    history: Annotated[
+        str | None,
+        typer.Option(
+            "--history",
+            metavar="WORKER",
+            help="One worker's CPU and memory over time (its id, a unique id prefix, or its name).",
+        ),
+    ] = None,
 ) -> None:
     """List workers with status, last heartbeat and running tasks."""
-
+    if history is not None:
+        worker, samples = run(lambda m: m.worker_history(history))
+        if as_json:
+            emit_json(console, history_json(worker, samples))
+        else:
+            console.print(history_table(worker, samples))
+        return
     found = run(lambda m: m.workers(include_stopped=all_))
     if as_json:
         emit_json(console, [w.to_dict() for w in found])

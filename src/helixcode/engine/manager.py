@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.models import Event, Job, JobSummary, Task
 from helixcode.domain.plan import JobSpec
 from helixcode.domain.splitting import choose_parts, split_balanced
+from helixcode.errors import NotFound
 from helixcode.store.store import Store
 from helixcode.store.workers import WorkerInfo
 
-__all__ = ["TaskManager"]
+__all__ = ["TaskManager", "pick_worker"]
 
 
 class TaskManager:
@@ -73,7 +75,29 @@ class TaskManager:
     async def workers(self, include_stopped: bool = True) -> list[WorkerInfo]:
         return await self.store.list_workers(include_stopped=include_stopped)
 
+    async def worker_history(
+        self, ref: str, since: float = 0.0
+    ) -> tuple[WorkerInfo, list[tuple[float, dict[str, Any]]]]:
+        """A worker (see :func:`pick_worker`) and its resource samples since ``since``, oldest first."""
+        worker = pick_worker(await self.store.list_workers(include_stopped=True), ref)
+        return worker, await self.store.worker_history(worker.id, since)
+
     async def worker_slots(self) -> int:
         """Task slots of the active workers; the configured concurrency when none is registered."""
         active = [w for w in await self.store.list_workers(include_stopped=False) if w.status == "active"]
         return sum(w.concurrency for w in active) or self.store.settings.workers.concurrency
+
+
+def pick_worker(workers: Sequence[WorkerInfo], ref: str) -> WorkerInfo:
+    """The worker ``ref`` names: its id, its name (the latest started, since a restarted worker keeps
+    its name), or a unique prefix of its id."""
+    if exact := [w for w in workers if w.id == ref]:
+        return exact[0]
+    if named := [w for w in workers if w.name == ref]:
+        return max(named, key=lambda w: w.started_at or 0.0)
+    found = [w for w in workers if w.id.startswith(ref)]
+    if not found:
+        raise NotFound(f"no worker '{ref}'")
+    if len(found) > 1:
+        raise NotFound(f"worker '{ref}' is ambiguous: give more characters")
+    return found[0]

@@ -91,6 +91,8 @@ class LlamaCppProvider(OpenAICompatProvider):
 
     kind = "llamacpp"
     api_prefix = "/v1"
+    #: llama.cpp compiles the schema itself into a grammar (tuples and lengths included): send it whole.
+    strict_mode = False
 
     def __init__(
         self,

@@ -37,7 +37,6 @@ from helixcode.llm.policy import (
     counts_against_breaker,
     decide,
     larger_windows,
-    model_matches,
     select,
 )
 from helixcode.llm.types import ChatRequest, ChatResponse, ModelCapabilities, ModelInfo, StreamEvent, Usage
@@ -168,18 +167,20 @@ class LLMManager:
     async def candidates(
         self, request: ChatRequest, requirements: Requirements | None = None, provider: str | None = None
     ) -> list[Candidate]:
-        """Who may serve ``request``, best first."""
+        """Who may serve ``request``, best first.
+
+        The model is chosen, most explicit first, by the request's ``model``, the ``requirements``' pins,
+        then ``llm.default_model`` (when the call goes to the default provider); ``provider`` narrows
+        the pool to one provider.
+        """
         provider = provider or self.default_provider
-        wanted = request.model or (self.default_model if provider == self.default_provider else None)
         if provider is not None and provider not in self.providers:
             raise NoCandidate(f"no provider named {provider!r} (configured: {', '.join(self.providers)})")
-        pool = [
-            c
-            for c in await self.catalog()
-            if (provider is None or c.provider == provider)
-            and (wanted is None or model_matches(c.model, wanted))
-        ]
-        return select(pool, Requirements.for_request(request, requirements), available=self.available)
+        req = Requirements.for_request(request, requirements)
+        if not req.models and self.default_model and provider == self.default_provider:
+            req = dataclasses.replace(req, models=(self.default_model,))
+        pool = [c for c in await self.catalog() if provider is None or c.provider == provider]
+        return select(pool, req, available=self.available)
 
     # -- chat: _with_fallback -> _with_retries -> _call_once --
 

@@ -25,6 +25,7 @@ from helixcode.llm.errors import (
     from_http_status,
 )
 from helixcode.llm.http import HttpProvider
+from helixcode.llm.strict_schema import to_strict
 from helixcode.llm.toolcalls import ToolCallAccumulator
 from helixcode.llm.types import (
     ChatRequest,
@@ -37,6 +38,7 @@ from helixcode.llm.types import (
     ModelCapabilities,
     ModelInfo,
     NamedTool,
+    ResponseSchema,
     StreamEvent,
     TextDelta,
     ToolCallDone,
@@ -50,6 +52,7 @@ __all__ = [
     "build_payload",
     "decode_completion",
     "finish_reason",
+    "response_format",
     "wire_message",
 ]
 
@@ -78,10 +81,26 @@ def wire_message(message: Message) -> dict[str, Any]:
     return out
 
 
+def response_format(rs: ResponseSchema, *, strict_mode: bool) -> dict[str, Any]:
+    """``response_format`` for a schema. Where the server has OpenAI's strict mode (``strict_mode``) and
+    the caller wants it, the schema is rewritten into strict mode's subset (:func:`to_strict`); a schema
+    with no strict equivalent goes as it is, without strict. Other servers get it unchanged."""
+    schema, strict = rs.schema, rs.strict
+    if strict_mode:
+        converted = to_strict(rs.schema) if rs.strict else None
+        schema, strict = (converted, True) if converted is not None else (rs.schema, False)
+    return {"type": "json_schema", "json_schema": {"name": rs.name, "schema": schema, "strict": strict}}
+
+
 def build_payload(
-    request: ChatRequest, model: str, *, stream: bool, include_usage: bool = True
+    request: ChatRequest,
+    model: str,
+    *,
+    stream: bool,
+    include_usage: bool = True,
+    strict_mode: bool = False,
 ) -> dict[str, Any]:
-    """The JSON body of ``POST /chat/completions``."""
+    """The JSON body of ``POST /chat/completions``; ``strict_mode``: see :func:`response_format`."""
     body: dict[str, Any] = {"model": model, "messages": [wire_message(m) for m in request.messages]}
     if stream:
         body["stream"] = True
@@ -102,11 +121,7 @@ def build_payload(
             else choice
         )
     if request.response_schema is not None:
-        rs = request.response_schema
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": rs.name, "schema": rs.schema, "strict": rs.strict},
-        }
+        body["response_format"] = response_format(request.response_schema, strict_mode=strict_mode)
     optional = {
         "max_tokens": request.max_tokens,
         "temperature": request.temperature,
@@ -204,6 +219,8 @@ class OpenAICompatProvider(HttpProvider):
     kind = "openai"
     #: Path prefix before ``/chat/completions`` and ``/models`` (llama.cpp keeps its own routes at the root).
     api_prefix = ""
+    #: Response schemas go in OpenAI's strict mode (rewritten into its subset; see ``strict_schema``).
+    strict_mode = True
 
     def __init__(
         self,
@@ -242,7 +259,9 @@ class OpenAICompatProvider(HttpProvider):
     def _payload(
         self, request: ChatRequest, model: str, *, stream: bool, include_usage: bool = True
     ) -> dict[str, Any]:
-        return build_payload(request, model, stream=stream, include_usage=include_usage)
+        return build_payload(
+            request, model, stream=stream, include_usage=include_usage, strict_mode=self.strict_mode
+        )
 
     async def _diagnose_empty(self, request: ChatRequest, model: str) -> LLMError:
         """Why a stream ended before any chunk; servers that fail after sending 200 do not say."""

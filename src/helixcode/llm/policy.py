@@ -2,6 +2,10 @@
 an error (retry here after a backoff, move to the next candidate, or give up). No I/O, so every rule is
 unit-tested with plain data.
 
+Capabilities are hard filters (a model without tool support never gets a request with tools); the order
+among the models left is priority, cost and measured latency, or the largest window first when the
+caller asks for it (a planner reads a whole file listing and writes the plan in one reply).
+
     order = select(candidates, Requirements(tools=True), available=lambda c: True)
     decide(ConnectionRefused("down"), attempt=0, policy=RetryPolicy())   # Decision("next", 0.0)
 """
@@ -34,29 +38,44 @@ __all__ = [
     "backoff",
     "counts_against_breaker",
     "decide",
+    "fits",
     "larger_windows",
     "meets",
     "model_matches",
+    "rank",
     "select",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Requirements:
+    """What a call needs from a model.
+
+    ``tools``, ``json_schema``, ``vision``, ``min_context`` and ``models`` filter: a candidate lacking
+    one is never asked. ``models`` pins the call to any of those names (matched as by
+    :func:`model_matches`); empty means any model. ``largest_context`` only orders: the largest window
+    first, then the usual priority, cost and latency.
+    """
+
     tools: bool = False
     json_schema: bool = False
     vision: bool = False
     min_context: int | None = None
+    models: tuple[str, ...] = ()
+    largest_context: bool = False
 
     @classmethod
     def for_request(cls, request: ChatRequest, extra: Requirements | None = None) -> Requirements:
-        """What the request itself needs, joined with what the caller asks for."""
+        """What the request itself needs, joined with what the caller asks for; a model the request
+        names replaces the caller's pins."""
         extra = extra or cls()
         return cls(
             tools=extra.tools or (bool(request.tools) and request.tool_choice != "none"),
             json_schema=extra.json_schema or request.response_schema is not None,
             vision=extra.vision,
             min_context=extra.min_context,
+            models=(request.model,) if request.model else extra.models,
+            largest_context=extra.largest_context,
         )
 
 
@@ -78,13 +97,24 @@ def meets(caps: ModelCapabilities, req: Requirements) -> bool:
     return req.min_context is None or (caps.context_length or 0) >= req.min_context
 
 
+def fits(c: Candidate, req: Requirements) -> bool:
+    """``c`` has every capability ``req`` asks for and is one of its pinned models (if any)."""
+    pinned = not req.models or any(model_matches(c.model, m) for m in req.models)
+    return pinned and meets(c.capabilities, req)
+
+
+def rank(c: Candidate, req: Requirements) -> tuple[int, int, float, float]:
+    """Sort key, best first: the larger window when ``req`` prefers it (unknown counts as none), then
+    priority (lower first), cost, measured latency (unmeasured last)."""
+    window = -(c.capabilities.context_length or 0) if req.largest_context else 0
+    return (window, c.priority, c.cost, float("inf") if c.latency_s is None else c.latency_s)
+
+
 def select(
     candidates: Iterable[Candidate], req: Requirements, *, available: Callable[[Candidate], bool]
 ) -> list[Candidate]:
-    """Capable, available candidates by priority (lower first), then cost, then measured latency."""
-    usable = [c for c in candidates if meets(c.capabilities, req) and available(c)]
-    inf = float("inf")
-    return sorted(usable, key=lambda c: (c.priority, c.cost, inf if c.latency_s is None else c.latency_s))
+    """The candidates that fit ``req`` and are available, best first (see :func:`rank`)."""
+    return sorted((c for c in candidates if fits(c, req) and available(c)), key=lambda c: rank(c, req))
 
 
 def larger_windows(candidates: Iterable[Candidate], exc: ContextLengthExceeded) -> list[Candidate]:

@@ -99,7 +99,8 @@ ToolChoice: TypeAlias = Literal["auto", "none", "required"] | NamedTool
 
 @dataclass(frozen=True, slots=True)
 class ResponseSchema:
-    """Constrain the reply to JSON matching ``schema``."""
+    """Constrain the reply to JSON matching ``schema``. ``strict``: use the server's strict mode where it
+    has one (OpenAI: the schema is rewritten into that mode's subset, see ``llm.strict_schema``)."""
 
     schema: dict[str, Any]
     name: str = "response"

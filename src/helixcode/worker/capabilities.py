@@ -96,16 +96,20 @@ def detect_capabilities(gpus: list[GpuInfo] | None = None) -> list[str]:
 
 def llm_capabilities(settings: Settings) -> list[str]:
     """``llm`` plus ``model:<name>`` for what the configured providers serve, from config alone (no
-    network call at start-up); with no provider configured, the embedded model when it is installed."""
+    network call at start-up); with no provider configured, the embedded model when it is installed.
+
+    The name is the one the manager knows the model by, so a task that requires ``model:<name>`` is
+    served by that model on the worker that claims it.
+    """
     enabled = [p for p in settings.providers.values() if p.enabled]
     if enabled:
         return sorted({"llm", *(f"model:{m}" for p in enabled for m in p.models)})
     if importlib.util.find_spec("llama_cpp") is None:
         return []
     try:
-        from helixcode.llm.local import default_model_path
+        from helixcode.llm.local import LocalProvider
 
-        default_model_path()
+        name = LocalProvider().model_name
     except Exception:  # the embedded model is optional: no model, no capability
         return []
-    return ["llm", "model:smollm2-135m"]
+    return ["llm", f"model:{name}"]

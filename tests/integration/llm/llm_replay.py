@@ -41,8 +41,11 @@ def json_reply(data: Any, status: int = 200, headers: dict[str, str] | None = No
 
 
 def transcript(name: str, *, drop: bool = False, delay: float = 0.0) -> Reply:
-    """A recorded stream: ``.sse`` split into events, ``.ndjson`` into lines."""
+    """A recorded reply: ``.json`` whole (not streamed), ``.sse`` split into events, ``.ndjson`` into
+    lines."""
     text = (TRANSCRIPTS / name).read_text()
+    if name.endswith(".json"):
+        return Reply(200, {"Content-Type": "application/json"}, text.encode(), delay=delay)
     if name.endswith(".sse"):
         parts = [p + "\n\n" for p in text.split("\n\n") if p.strip()]
         ctype = "text/event-stream; charset=utf-8"

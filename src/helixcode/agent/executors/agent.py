@@ -28,13 +28,14 @@ import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
 from helixcode.agent.loop import AgentLoop, LoopLimits, LoopState
 from helixcode.agent.mcp_tools import mcp_tools
+from helixcode.agent.model_needs import model_needs
 from helixcode.agent.planning import ask_for_plan, chain, plan_output, split_uniform
 from helixcode.agent.prompts import PROFILES, system_prompt, task_prompt
 from helixcode.agent.services import AgentServices, services_for
@@ -43,8 +44,7 @@ from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, b
 from helixcode.domain.enums import TaskType
 from helixcode.domain.models import Task
 from helixcode.errors import PlanError, TaskFailed
-from helixcode.llm.errors import LLMError, NoCandidate
-from helixcode.llm.policy import Requirements
+from helixcode.llm.errors import LLMError
 from helixcode.llm.types import ChatRequest, ChatResponse
 
 __all__ = ["AgentExecutor", "AgentOptions"]
@@ -90,29 +90,20 @@ class AgentExecutor:
             tws = await workspace.prepare(ctx.task.key, sources, resume_commit=saved.get("commit"))
         except MergeConflict as exc:
             raise TaskFailed(str(exc), retryable=False, output={"conflicts": exc.files}) from exc
-        chat = self._chat(services, opts, ctx.task.type)
+        chat = self._chat(services, opts, ctx.task)
         if ctx.task.type is TaskType.PLANNING:
             await self._plan(ctx, services, opts, workspace, tws, chat)
             raise AssertionError("unreachable")  # _plan reports the outcome itself
         return await Attempt(ctx, services, opts, workspace, tws, chat, summaries).run(saved)
 
     @staticmethod
-    def _chat(services: AgentServices, opts: AgentOptions, task_type: TaskType) -> Any:
-        profile = PROFILES[task_type]
+    def _chat(services: AgentServices, opts: AgentOptions, task: Task) -> Any:
+        """Every model call of the task goes to the manager with the task's needs (see ``model_needs``);
+        ``opts.provider``/``opts.model`` (``--provider``/``--model``) override the choice."""
+        needs = model_needs(task.type, task.requires, model=opts.model)
 
         async def chat(request: ChatRequest) -> ChatResponse:
-            if opts.model:
-                request = replace(request, model=opts.model)
-            wanted = Requirements(tools=bool(request.tools), min_context=profile.min_context)
-            try:
-                return await services.llm.chat(request, requirements=wanted, provider=opts.provider)
-            except NoCandidate:
-                if profile.min_context is None:
-                    raise
-                # No model with the larger window: any model that can serve the request will do.
-                return await services.llm.chat(
-                    request, requirements=replace(wanted, min_context=None), provider=opts.provider
-                )
+            return await services.llm.chat(request, requirements=needs, provider=opts.provider)
 
         return chat
 
@@ -261,9 +252,10 @@ class Attempt:
         """How many characters of past turns fit the likely model's window next to the tools and the
         reply, and whether it must be driven with named tools (llama-cpp-python based providers)."""
         specs = tools.specs()
-        probe = ChatRequest([], model=self.opts.model, tools=specs)
+        needs = model_needs(self.ctx.task.type, self.ctx.task.requires, model=self.opts.model)
+        probe = ChatRequest([], tools=specs)
         try:
-            found = await self.services.llm.candidates(probe, Requirements(tools=True), self.opts.provider)
+            found = await self.services.llm.candidates(probe, needs, self.opts.provider)
         except LLMError:
             found = []
         if not found:
