@@ -221,15 +221,16 @@ async def test_a_paused_job_whose_tasks_all_finished_ends_on_resume(store: Store
 
 async def test_cancel_stops_unfinished_tasks_and_the_running_worker_hears_it(store: Store) -> None:
     job = await store.create_job(spec(t("done"), t("running"), t("ready"), t("blocked", "running")))
-    first = (await store.claim("w1"))[0]
-    await store.complete(first.task.id, first.token)
     await store.register_worker(
         WorkerInfo(
             id="w1", name="w1", host="h", pid=1, version="0", capabilities=(), resources={}, concurrency=1
         )
     )
     running = (await store.claim("w1"))[0]
-    assert running.task.key == "running"
+    assert running.task.key == "running", "critical path first: 'blocked' waits on it"
+    first = (await store.claim("w1"))[0]
+    assert first.task.key == "done"
+    await store.complete(first.task.id, first.token)
     assert await store.cancel_job(job.id) == 3
     found = await statuses(store, job.id)
     assert found == {

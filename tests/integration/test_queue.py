@@ -599,3 +599,33 @@ async def test_idle_workers_are_woken_exactly_when_a_completion_frees_a_task(pg_
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
         await store.aclose()
+
+
+async def test_within_a_priority_the_longest_chain_is_claimed_first(store: Store) -> None:
+    """Critical path first: of the ready tasks of one rank, the one with the most work waiting on it goes
+    first, then the time ready decides; priority and criticality still come before either."""
+    job = await store.create_job(
+        spec(
+            t("x"),
+            t("short"),
+            t("long"),
+            t("long2", "long"),
+            t("long3", "long2"),
+            t("short2", "short"),
+            t("urgent", priority="high"),
+        )
+    )
+    order = [c.task.key for c in await store.claim("w1", limit=4)]
+    assert order == ["urgent", "long", "short", "x"]
+    by_key = {task.key: task for task in await store.list_tasks(job.id)}
+    async with store.engine.connect() as conn:
+        chains = dict((await conn.execute(sa.select(tasks.c.key, tasks.c.chain_rank))).all())
+    assert {k: -chains[k] for k in by_key} == {
+        "x": 1,
+        "short": 2,
+        "short2": 1,
+        "long": 3,
+        "long2": 2,
+        "long3": 1,
+        "urgent": 1,
+    }

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from helixcode.domain.graph import critical_path, dependents, topological_order, validate_graph
+from helixcode.domain.graph import chain_lengths, critical_path, dependents, topological_order, validate_graph
 from helixcode.errors import CycleError, PlanError
 
 
@@ -64,3 +64,9 @@ def test_large_chain_validates() -> None:
     graph = {f"t{i}": [f"t{i - 1}"] if i else [] for i in range(20_000)}
     validate_graph(graph)
     assert topological_order(graph)[:3] == ["t0", "t1", "t2"]
+
+
+def test_chain_lengths_count_the_longest_chain_of_dependents() -> None:
+    graph = {"a": [], "b": ["a"], "c": ["b"], "d": ["a"], "e": [], "f": ["d", "c"]}
+    assert chain_lengths(graph) == {"a": 4, "b": 3, "c": 2, "d": 2, "e": 1, "f": 1}
+    assert chain_lengths({}) == {}

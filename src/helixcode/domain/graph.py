@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from helixcode.errors import CycleError, PlanError
 
-__all__ = ["Graph", "critical_path", "dependents", "topological_order", "validate_graph"]
+__all__ = ["Graph", "chain_lengths", "critical_path", "dependents", "topological_order", "validate_graph"]
 
 Graph = Mapping[str, Sequence[str]]
 
@@ -83,6 +83,17 @@ def critical_path(graph: Graph, weight: Callable[[str], float]) -> tuple[float, 
         path.append(end)
         end = via[end]
     return total, path[::-1]
+
+
+def chain_lengths(graph: Graph) -> dict[str, int]:
+    """For each task, how many tasks its longest chain of dependents holds, itself included: 1 for a
+    task nothing waits on. Claims serve longer chains first (critical path first), which is what keeps
+    the slots of a wide graph busy to the end instead of leaving the longest chain for last."""
+    below = dependents(graph)
+    length: dict[str, int] = {}
+    for key in reversed(topological_order(graph)):
+        length[key] = 1 + max((length[d] for d in below[key]), default=0)
+    return length
 
 
 def roots(graph: Graph) -> Iterable[str]:

@@ -1,8 +1,11 @@
-"""Claim order: priority first, then criticality, then time ready; aging lifts waiting tasks.
+"""Claim order: priority first, then criticality, then critical path first, then time ready; aging
+lifts waiting tasks.
 
-Both ranks fold into one small integer, ``claim_rank`` (lower is claimed first), so that the store's
-claim is a single ascending index scan over ``(status, claim_rank, ready_at)``. Aging lowers the
-priority part one step per ``aging_seconds`` waited, up to high: low priority never starves.
+Both ranks fold into one small integer, ``claim_rank`` (lower is claimed first). Ties go to the task
+with the longest chain of tasks waiting on it (``chain_rank``, see ``graph.chain_lengths``), then to the
+one ready first, so that the store's claim is a single ascending index scan over
+``(status, claim_rank, chain_rank, ready_at, id)``. Aging lowers the priority part one step per
+``aging_seconds`` waited, up to high: low priority never starves.
 """
 
 from __future__ import annotations

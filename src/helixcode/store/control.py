@@ -304,6 +304,7 @@ _COPIED: tuple[str, ...] = (
     "priority",
     "criticality",
     "claim_rank",
+    "chain_rank",
     "requires",
     "pending_deps",
     "max_attempts",

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from helixcode.domain.enums import TaskStatus
-from helixcode.domain.graph import validate_graph
+from helixcode.domain.graph import chain_lengths, validate_graph
 from helixcode.domain.plan import TaskSpec
 from helixcode.errors import PlanError
 from helixcode.store.base import event
@@ -72,6 +72,7 @@ class ExpandOps(QueueOps):
             for spec in subtasks:
                 graph[keys[spec.id]] = [keys.get(d, d) for d in spec.depends_on]
             validate_graph(graph)
+            chains = chain_lengths({s.id: s.depends_on for s in subtasks})
             inherited = (parent["run"] or {}).get("agent") or {}
             rows = [
                 task_values(
@@ -81,6 +82,8 @@ class ExpandOps(QueueOps):
                     run=_inherit(spec, inherited),
                     now=now,
                     defaults=defaults,
+                    # The chain under the planner continues into what waits on the planner.
+                    chain=chains[spec.id] - 1 - parent["chain_rank"],
                     parent_id=task_id,
                 )
                 for spec in subtasks

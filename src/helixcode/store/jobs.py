@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helixcode.domain.enums import JobStatus, TaskStatus
+from helixcode.domain.graph import chain_lengths
 from helixcode.domain.models import Event, Job, JobSummary, Task
 from helixcode.domain.plan import JobSpec
 from helixcode.domain.progress import LeafProgress, estimate_eta
@@ -46,8 +47,17 @@ class JobOps(StoreBase):
                     updated_at=now,
                 )
             )
+            chains = chain_lengths({t.id: t.depends_on for t in spec.tasks})
             rows = [
-                task_values(t, job_id=job_id, key=t.id, run=plain["run"], now=now, defaults=defaults)
+                task_values(
+                    t,
+                    job_id=job_id,
+                    key=t.id,
+                    run=plain["run"],
+                    now=now,
+                    defaults=defaults,
+                    chain=chains[t.id],
+                )
                 for t, plain in zip(spec.tasks, dumped["tasks"], strict=True)
             ]
             # A plain executemany (the drivers' fast path), then the ids in one query: far quicker for

@@ -108,7 +108,9 @@ class QueueOps(StoreBase):
             rows = (await conn.execute(statement, params)).mappings().all()
             if not rows:
                 return []
-            rows = sorted(rows, key=lambda r: (r["claim_rank"], r["ready_at"] or 0.0, r["id"]))
+            rows = sorted(
+                rows, key=lambda r: (r["claim_rank"], r["chain_rank"], r["ready_at"] or 0.0, r["id"])
+            )
             self._parentless.update(r["id"] for r in rows if r["parent_id"] is None)
             if self.dialect != "postgresql":
                 stamp = rows[0]["started_at"]
@@ -152,7 +154,7 @@ class QueueOps(StoreBase):
                 self._capable(),
                 tasks.c.criticality >= sa.bindparam("p_min_crit", type_=sa.Integer()),
             )
-            .order_by(tasks.c.claim_rank, tasks.c.ready_at, tasks.c.id)
+            .order_by(tasks.c.claim_rank, tasks.c.chain_rank, tasks.c.ready_at, tasks.c.id)
             .limit(sa.bindparam("p_limit", type_=sa.Integer()))
         )
         if self.settings.workers.capacity_floor > 0:

@@ -22,9 +22,11 @@ def task_values(
     run: Mapping[str, Any],
     now: float,
     defaults: TasksSettings,
+    chain: int = 1,
     parent_id: int | None = None,
 ) -> dict[str, Any]:
-    """The ``tasks`` row for a task spec, whether it comes from a plan file or from the planner."""
+    """The ``tasks`` row for a task spec, whether it comes from a plan file or from the planner.
+    ``chain``: the length of the longest chain of tasks waiting on it, itself included."""
     return {
         "job_id": job_id,
         "key": key,
@@ -34,6 +36,7 @@ def task_values(
         "description": spec.description,
         "priority": spec.priority.rank,
         "claim_rank": claim_rank(spec.priority.rank, spec.criticality.rank),
+        "chain_rank": -chain,
         "criticality": spec.criticality.rank,
         "requires": list(spec.requires),
         "run": dict(run),

@@ -72,6 +72,9 @@ tasks = sa.Table(
     sa.Column("criticality", sa.SmallInteger, nullable=False),
     # Claim order key, lower first (see domain.ordering); derived so the claim is one ascending index scan.
     sa.Column("claim_rank", sa.SmallInteger, nullable=False),
+    # Then critical path first: minus the length of the longest chain of tasks waiting on this one
+    # (domain.graph.chain_lengths), negated so that the same ascending index serves it.
+    sa.Column("chain_rank", sa.Integer, nullable=False, server_default="-1"),
     sa.Column("requires", Json, nullable=False),
     sa.Column("run", Json, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
@@ -100,7 +103,7 @@ tasks = sa.Table(
     sa.Column("paused_by", sa.String(16)),
     sa.UniqueConstraint("job_id", "key"),
     # The claim scan: ready tasks in claim order.
-    sa.Index(None, "status", "claim_rank", "ready_at", "id"),
+    sa.Index(None, "status", "claim_rank", "chain_rank", "ready_at", "id"),
     sa.Index(None, "job_id", "status"),
     sa.Index(None, "status", "lease_expires_at"),
     sa.Index(None, "status", "next_attempt_at"),

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from helixcode.agent.planning import ask_for_plan, chain, plan_schema, split_uniform, validate_plan
 from helixcode.domain.enums import TaskStatus, TaskType
@@ -14,6 +15,7 @@ from helixcode.domain.plan import AgentRun, parse_plan
 from helixcode.errors import CycleError, LeaseLost, PlanError
 from helixcode.llm.types import ChatRequest, ChatResponse, Usage
 from helixcode.store.store import Store
+from helixcode.store.tables import tasks as task_rows
 
 
 def plan(*subtasks: dict[str, object]) -> str:
@@ -123,6 +125,10 @@ async def test_agent_expand_makes_the_planner_a_waiting_parent(store: Store) -> 
     assert tasks["plan.t1"].run == {"agent": {"max_rounds": 2}}  # options inherited from the planner
     assert tasks["after"].status is TaskStatus.BLOCKED
     assert (await store.task_outputs(job.id))["plan"] == {"summary": "planned"}
+    async with store.engine.connect() as conn:
+        chains = dict((await conn.execute(sa.select(task_rows.c.key, task_rows.c.chain_rank))).all())
+    # Critical path first carries through the planner: its subtasks' chains continue into "after".
+    assert {k: -v for k, v in chains.items()} == {"plan": 2, "after": 1, "plan.t1": 3, "plan.t2": 2}
     for key in ("plan.t1", "plan.t2"):
         [c] = await store.claim("w1", ["git", "llm"], 1)
         assert c.task.key == key

@@ -10,7 +10,8 @@ from helixcode.errors import TaskFailed
 
 __all__ = ["BuiltinExecutor"]
 
-#: ``sleep`` checkpoints this often (at most), so a resumed attempt redoes little.
+#: ``sleep`` checkpoints this often (at most), so a resumed attempt redoes little; a sleep no longer
+#: than this has nothing worth resuming and writes only its result.
 SLEEP_STEP = 0.5
 
 
@@ -38,6 +39,7 @@ class BuiltinExecutor:
             chunk = min(step, seconds - done)
             await asyncio.sleep(chunk)
             done = min(seconds, done + chunk)
-            await ctx.save_checkpoint("sleep", {"slept": round(done, 6)})
-            await ctx.report_progress(done / seconds, f"slept {done:.1f}s of {seconds:.1f}s")
+            if seconds - done > 1e-9:  # after the last chunk the result itself is the record
+                await ctx.save_checkpoint("sleep", {"slept": round(done, 6)})
+                await ctx.report_progress(done / seconds, f"slept {done:.1f}s of {seconds:.1f}s")
         return {"slept": seconds, "resumed_from": resumed_from}
