@@ -75,6 +75,8 @@ async def on_conflict(
     record = await workspace.record_conflict(task.key, refs)
     if tws is not None:
         await workspace.release(tws)
+    if not record.files:  # the job branch moved on and now merges cleanly: integrate on the next try
+        raise TaskFailed(f"{exc}; merges cleanly now, retrying", output=facts) from exc
     subtasks = [resolver_spec(task, record, "preparing" if at_start else "integrating")]
     if at_start:
         subtasks.append(continuation_spec(task))
