@@ -166,3 +166,17 @@ def test_remote_bare_repository_path_works_like_a_url(origin: Path, tmp_path: Pa
     ws.commit_sync(t, "only: done")
     ws.integrate_sync("only")
     assert "new.txt" in remote_files(origin, job_branch("job2"))
+
+
+def test_remote_recorded_conflict_reaches_the_other_machine(origin: Path, tmp_path: Path) -> None:
+    url = origin.as_uri()
+    a, b = machine(url, tmp_path, "a"), machine(url, tmp_path, "b")
+    for ws, key, text in ((a, "x", "x wins\n"), (b, "y", "y wins\n")):
+        t = ws.prepare_sync(key, [])
+        (t.path / "app.py").write_text(text)
+        ws.commit_sync(t, f"{key}: done")
+    record = b.record_conflict_sync("z", [branch_name("job1", "x"), branch_name("job1", "y")])
+    assert record.files == ["app.py"]
+    assert git(origin, "rev-parse", branch_name("job1", "z")).strip() == record.commit  # pushed
+    fix = a.prepare_sync("z.resolve", [branch_name("job1", "z")])  # machine a picks up the resolution
+    assert "<<<<<<< " in (fix.path / "app.py").read_text()
