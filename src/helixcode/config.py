@@ -99,6 +99,11 @@ class WorkersSettings(_Section):
         default="normal", description="when degraded, tasks below this criticality wait"
     )
     heartbeat_retention: float = Field(default=3600.0, gt=0, description="seconds of resource history kept")
+    data_dir: str = Field(
+        default=".helix",
+        min_length=1,
+        description="where the worker keeps its clones of remote repositories (relative: to its directory)",
+    )
 
 
 class ProviderSettings(_Section):

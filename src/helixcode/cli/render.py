@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from helixcode.config import mask_url
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.models import Event, JobSummary, Task
 
@@ -91,7 +92,7 @@ def job_table(s: JobSummary) -> Table:
     table.add_row("progress", f"{_bar(s.progress, 24)} {s.progress:.1%}")
     if s.eta_seconds is not None:
         table.add_row("eta", f"{s.eta_seconds:.0f}s (from measured task durations)")
-    table.add_row("workdir", s.job.workdir or "-")
+    table.add_row("workdir", mask_url(s.job.workdir) if s.job.workdir else "-")
     if s.job.description:
         table.add_row("description", s.job.description)
     return table

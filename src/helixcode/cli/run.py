@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +42,14 @@ from helixcode.store.store import Store
 
 __all__ = ["register"]
 
-RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository to work on.")]
+RepoOpt = Annotated[
+    str,
+    typer.Option(
+        "--repo",
+        help="The git repository: a local checkout (worked on in place), or a remote that workers "
+        "clone and push to (a URL: https, ssh, file://; or a bare repository's path).",
+    ),
+]
 ProviderOpt = Annotated[
     str | None, typer.Option("--provider", help="LLM provider name (default: selection).")
 ]
@@ -55,24 +63,56 @@ ChainOpt = Annotated[bool, typer.Option("--chain", help="Run the planned subtask
 LiveOpt = Annotated[bool, typer.Option("--live/--no-live", help="Show the live task view.")]
 
 
+class OnConflict(StrEnum):
+    FAIL = "fail"
+    DEBUG = "debug"
+
+
+ConflictOpt = Annotated[
+    OnConflict,
+    typer.Option(
+        "--on-conflict",
+        help="A merge conflict fails its task (naming the files), or becomes a debugging task.",
+    ),
+]
+
+
 def _agent_options(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _check_repo(repo: Path) -> Path:
-    path = repo.expanduser().resolve()
+def _workspace(repo: str, job_id: str) -> Workspace:
+    return Workspace(repo, job_id, data_dir=state.settings().workers.data_dir)
+
+
+def _check_repo(repo: str) -> str:
+    """The repository as the job records it: a checkout's absolute path, or the remote's URL (whose
+    default branch must have a commit; a first use clones it into this machine's cache)."""
+    ws = _workspace(repo, "check")
     try:
-        commit = Workspace(path, "check").rev("HEAD") if path.is_dir() else None
-    except GitError:
-        commit = None
-    if commit is None:
-        raise ConfigError(f"--repo {repo}: not a git repository with at least one commit")
-    return path
+        ws.start_commit_sync()
+    except GitError as exc:
+        if ws.url is None:
+            raise ConfigError(f"--repo {repo}: not a git repository with at least one commit") from exc
+        raise ConfigError(f"--repo {ws.shown}: {exc}") from exc
+    return ws.url or str(ws.repo)
+
+
+def _repo_files(repo: str) -> str:
+    """The repository's files, one per line, for the planner."""
+    ws = _workspace(repo, "check")
+    if ws.url is not None:
+        return ws.git("ls-tree", "-r", "--name-only", ws.start_commit_sync()).stdout
+    return "\n".join(
+        str(p.relative_to(ws.repo))
+        for p in sorted(ws.repo.rglob("*"))
+        if ".git" not in p.parts and p.is_file()
+    )
 
 
 def run(
     goal: Annotated[str | None, typer.Argument(help="What to do, in plain words.")] = None,
-    repo: RepoOpt = Path("."),
+    repo: RepoOpt = ".",
     provider: ProviderOpt = None,
     model: ModelOpt = None,
     workers: WorkersOpt = 2,
@@ -81,6 +121,7 @@ def run(
     max_tokens: TokensOpt = None,
     test_command: TestOpt = None,
     chain: ChainOpt = False,
+    on_conflict: ConflictOpt = OnConflict.FAIL,
     attach: Annotated[str | None, typer.Option("--attach", help="Continue an existing job instead.")] = None,
     live: LiveOpt = True,
 ) -> None:
@@ -98,6 +139,7 @@ def run(
             max_tokens=max_tokens,
             test_command=test_command,
             chain=chain or None,
+            on_conflict=on_conflict.value if on_conflict is OnConflict.DEBUG else None,
         )
         spec = JobSpec(
             name=goal[:200],
@@ -120,7 +162,7 @@ def run(
 
 def plan(
     goal: Annotated[str, typer.Argument(help="What to do, in plain words.", show_default=False)],
-    repo: RepoOpt = Path("."),
+    repo: RepoOpt = ".",
     provider: ProviderOpt = None,
     model: ModelOpt = None,
     workers: WorkersOpt = 2,
@@ -128,6 +170,7 @@ def plan(
     max_rounds: RoundsOpt = None,
     max_tokens: TokensOpt = None,
     test_command: TestOpt = None,
+    on_conflict: ConflictOpt = OnConflict.FAIL,
     approve: Annotated[bool, typer.Option("--approve", help="Run the plan after showing it.")] = False,
     live: LiveOpt = True,
 ) -> None:
@@ -145,11 +188,7 @@ def plan(
 
                 return await llm.chat(replace(request, model=model) if model else request, provider=provider)
 
-            files = "\n".join(
-                str(p.relative_to(path))
-                for p in sorted(path.rglob("*"))
-                if ".git" not in p.parts and p.is_file()
-            )[:2000]
+            files = _repo_files(path)[:2000]
             return await ask_for_plan(
                 chat, goal, files, max_subtasks=max_subtasks, max_tokens=max(400, 100 * max_subtasks)
             )
@@ -168,6 +207,7 @@ def plan(
         max_rounds=max_rounds,
         max_tokens=max_tokens,
         test_command=test_command,
+        on_conflict=on_conflict.value if on_conflict is OnConflict.DEBUG else None,
     )
     tasks = [t.model_copy(update={"run": AgentRun(agent={**opts, **t.run.agent})}) for t in result.subtasks]
     job_id = _submit(JobSpec(name=goal[:200], description=goal, tasks=tasks), path)
@@ -183,18 +223,21 @@ def _plan_table(subtasks: Sequence[TaskSpec], goal: str) -> Table:
     return table
 
 
-def _submit(spec: JobSpec, repo: Path) -> str:
+def _submit(spec: JobSpec, repo: str) -> str:
     async def go() -> str:
         store = await Store.open(state.settings())
         try:
             job = await TaskManager(store).submit(spec, workdir=repo)
         finally:
             await store.aclose()
-        await Workspace(repo, job.id).ensure_base()
+        await _workspace(repo, job.id).ensure_base()
         return job.id
 
     job_id = run_async(go())
-    console.print(f"Job [bold]{job_id}[/] on {repo}; its work lands on branch [bold]{job_branch(job_id)}[/].")
+    shown = _workspace(repo, job_id).shown
+    console.print(
+        f"Job [bold]{job_id}[/] on {shown}; its work lands on branch [bold]{job_branch(job_id)}[/]."
+    )
     return job_id
 
 

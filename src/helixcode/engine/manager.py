@@ -23,8 +23,9 @@ class TaskManager:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def submit(self, spec: JobSpec, *, workdir: Path) -> Job:
-        """Create a job from a validated plan; ``workdir`` is an absolute path where shell tasks run."""
+    async def submit(self, spec: JobSpec, *, workdir: Path | str) -> Job:
+        """Create a job from a validated plan; ``workdir`` is an absolute path where shell tasks run, or
+        the repository URL agent tasks clone (``helix run --repo URL``)."""
         return await self.store.create_job(spec, workdir=str(workdir))
 
     async def resolve(self, ref: str) -> str:

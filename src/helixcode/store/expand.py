@@ -40,8 +40,11 @@ class ExpandOps(QueueOps):
         token: str,
         subtasks: Sequence[TaskSpec],
         output: Mapping[str, Any] | None = None,
+        *,
+        details: Mapping[str, Any] | None = None,
     ) -> list[str]:
-        """Insert ``subtasks`` under the running task ``task_id``; it then waits for them. Returns keys."""
+        """Insert ``subtasks`` under the running task ``task_id``; it then waits for them. Returns keys.
+        ``details`` go into the ``expanded`` event (why it expanded: a plan, a merge conflict)."""
         if not subtasks:
             raise PlanError(["plan: no subtasks"])
         defaults = self.settings.tasks
@@ -112,6 +115,7 @@ class ExpandOps(QueueOps):
                         attempt=parent["attempts"],
                         worker_id=parent["lease_owner"],
                         children=list(keys.values()),
+                        **dict(details or {}),
                     )
                 ]
                 + [

@@ -79,3 +79,24 @@ def test_agent_not_a_repository(tmp_path: Path) -> None:
 
     with pytest.raises(GitError, match="not a git repository"):
         Workspace(tmp_path, "j").ensure_base_sync()
+
+
+def test_agent_conflicts_recorded_with_markers_keep_both_sides(repo: Path) -> None:
+    ws = Workspace(repo, "job4")
+    tips = {}
+    for key, text in (("x", "x wins\n"), ("y", "y wins\n")):
+        t = ws.prepare_sync(key, [])
+        (t.path / "app.py").write_text(text)
+        tips[key] = ws.commit_sync(t, f"{key}: done")
+        ws.release_sync(t)
+    ws.integrate_sync("x")
+    before = git(repo, "rev-parse", job_branch("job4")).strip()
+    record = ws.record_conflict_sync("y", [branch_name("job4", "y"), job_branch("job4")])
+    assert record.files == ["app.py"]
+    assert [ref for ref, _, _ in record.sides] == [branch_name("job4", "y"), job_branch("job4")]
+    assert git(repo, "rev-parse", branch_name("job4", "y")).strip() == record.commit
+    text = git(repo, "show", f"{record.commit}:app.py")
+    assert f"<<<<<<< refs/heads/{branch_name('job4', 'y')}\ny wins\n=======\nx wins\n>>>>>>> " in text
+    for tip in (tips["y"], before):  # nothing lost: the task's work and the job branch are both in it
+        assert git(repo, "merge-base", "--is-ancestor", str(tip), record.commit) == ""
+    assert git(repo, "rev-parse", job_branch("job4")).strip() == before  # the job branch is untouched

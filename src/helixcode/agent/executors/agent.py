@@ -13,7 +13,8 @@ and resets the worktree to the checkpoint's commit, so the two always match.
 
 Options come from the task's ``run: {agent: {...}}``: ``provider``, ``model``, ``max_rounds``,
 ``token_budget``, ``max_tokens``, ``temperature``, ``on_limit`` (``succeed``, the default, or
-``fail``), ``test_command``, ``check``, ``max_subtasks``. Planned subtasks inherit the planner's.
+``fail``), ``test_command``, ``check``, ``max_subtasks``, ``on_conflict`` (``fail``, the default, or
+``debug``: see ``helixcode.agent.conflicts``). Planned subtasks inherit the planner's.
 
 Hitting the round limit or token budget ends the task as a success with ``stop_reason`` saying so:
 its work so far is committed and merged, which keeps a job moving with weak models; ``on_limit: fail``
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from helixcode.agent.conflicts import markers_left, on_conflict
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
 from helixcode.agent.loop import AgentLoop, LoopLimits, LoopState
 from helixcode.agent.mcp_tools import mcp_tools
@@ -69,6 +71,13 @@ class AgentOptions:
     history_chars: int = 6000
     chain: bool = False  # planning: each subtask waits for the previous one
     tool_choice: str = "auto"  # "required" | "named" | "auto": named for llama-cpp-python providers
+    on_conflict: str = "fail"  # "fail" | "debug": a merge conflict becomes a debugging task
+    resolves: list[str] | None = None  # a conflict-resolution task: files that must end marker-free
+
+    @property
+    def debug_conflicts(self) -> bool:
+        """Hand merge conflicts to a debugging task (never from a task that is resolving one)."""
+        return self.on_conflict == "debug" and not self.resolves
 
     @classmethod
     def from_run(cls, run: Mapping[str, Any]) -> AgentOptions:
@@ -83,13 +92,15 @@ class AgentExecutor:
             raise TaskFailed("agent tasks need a repository: the job has no workdir", retryable=False)
         services = await services_for(ctx.database_url)
         opts = AgentOptions.from_run(ctx.task.run)
-        workspace = Workspace(ctx.workdir, ctx.task.job_id)
+        workspace = Workspace(ctx.workdir, ctx.task.job_id, data_dir=services.settings.workers.data_dir)
         saved = ctx.checkpoint if isinstance(ctx.checkpoint, dict) else {}
         sources, summaries = await self._inputs(services, ctx.task)
         try:
             tws = await workspace.prepare(ctx.task.key, sources, resume_commit=saved.get("commit"))
         except MergeConflict as exc:
-            raise TaskFailed(str(exc), retryable=False, output={"conflicts": exc.files}) from exc
+            await on_conflict(
+                ctx, services.store, workspace, exc, debug=opts.debug_conflicts, sources=sources
+            )
         chat = self._chat(services, opts, ctx.task)
         if ctx.task.type is TaskType.PLANNING:
             await self._plan(ctx, services, opts, workspace, tws, chat)
@@ -220,6 +231,7 @@ class Attempt:
         state = await AgentLoop(self.chat, tools, limits, self._after_round).run(state)
         if state.stop_reason != "finished" and self.opts.on_limit == "fail":
             raise TaskFailed(f"stopped at the {state.stop_reason.replace('_', ' ')} without finishing")  # type: ignore[union-attr]
+        await self._check_resolved()
         extra = await self._post_step(state)
         summary = state.summary or f"stopped at the {str(state.stop_reason).replace('_', ' ')}"
         commit = await self.workspace.commit(
@@ -228,9 +240,16 @@ class Attempt:
         try:
             merged = await self.workspace.integrate(task.key)
         except MergeConflict as exc:
-            raise TaskFailed(
-                str(exc), retryable=False, output={"conflicts": exc.files, "commit": commit}
-            ) from exc
+            done = {"summary": summary, "commit": commit, "rounds": state.rounds, "tokens": state.tokens}
+            await on_conflict(
+                self.ctx,
+                self.services.store,
+                self.workspace,
+                exc,
+                debug=self.opts.debug_conflicts,
+                tws=self.tws,
+                output=done,
+            )
         files = await asyncio.to_thread(self.workspace.changed_files_sync, self.tws)
         await self.workspace.release(self.tws)
         return {
@@ -268,6 +287,12 @@ class Attempt:
         spec_tokens = len(json.dumps([(t.name, t.description, t.parameters) for t in specs])) // 3
         spare_tokens = window - self.opts.max_tokens - spec_tokens - 400  # 400: the system prompt and task
         return max(600, min(self.opts.history_chars, spare_tokens * 3)), named
+
+    async def _check_resolved(self) -> None:
+        """A conflict-resolution task may not finish while a conflict marker remains."""
+        if self.opts.resolves and (left := markers_left(self.tws.path, self.opts.resolves)):
+            await self.workspace.commit(self.tws, f"wip({self.ctx.task.key}): markers remain")
+            raise TaskFailed(f"conflict markers remain in {', '.join(left)}")
 
     async def _after_round(self, state: LoopState) -> None:
         commit = await self.workspace.commit(self.tws, f"wip({self.ctx.task.key}): round {state.rounds}")
