@@ -60,6 +60,12 @@ def _token_sqlite(element: new_token, compiler: Any, **kw: Any) -> str:
     return "lower(hex(randomblob(16)))"
 
 
+def status_is(status: TaskStatus) -> sa.ColumnElement[bool]:
+    """``tasks.status = '<status>'`` with the value written into the SQL, not bound: a partial index
+    (see ``tables.tasks``) serves a query only when its condition matches the index's as a constant."""
+    return tasks.c.status == sa.literal_column(f"'{status.value}'")
+
+
 _LEASE_CLEARED: dict[str, Any] = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
 
 
@@ -145,12 +151,14 @@ class QueueOps(StoreBase):
 
     def _claim_statement(self) -> sa.Executable:
         """The claim: worker, capabilities, limit and criticality floor are bound per call."""
+        # The job test is an EXISTS, not a join: a join lets SQLite's planner start from jobs and sort
+        # every ready task, where this way it walks the claim index and stops after ``limit`` rows.
+        running_job = sa.exists().where(jobs.c.id == tasks.c.job_id, jobs.c.status == JobStatus.RUNNING.value)
         candidates = (
             sa.select(tasks.c.id)
-            .join(jobs, jobs.c.id == tasks.c.job_id)
             .where(
-                tasks.c.status == S.READY.value,
-                jobs.c.status == JobStatus.RUNNING.value,
+                status_is(S.READY),
+                running_job,
                 self._capable(),
                 tasks.c.criticality >= sa.bindparam("p_min_crit", type_=sa.Integer()),
             )
@@ -174,7 +182,7 @@ class QueueOps(StoreBase):
         if self.dialect == "postgresql":
             # Re-checked after the row lock. SQLite holds the write lock, and there the extra condition
             # makes its planner walk every ready task through the status index instead of the ids.
-            target = sa.and_(target, tasks.c.status == S.READY.value)
+            target = sa.and_(target, status_is(S.READY))
         worker = sa.bindparam("p_worker", type_=sa.String())
         stmt = (
             tasks.update()
@@ -960,7 +968,7 @@ class QueueOps(StoreBase):
     async def _maintenance_steps(self, conn: AsyncConnection, now: float) -> dict[str, Any]:
         """Requeue expired leases (failing tasks that lost too many), make due retries ready, age."""
         cfg = self.settings.tasks
-        expired = [tasks.c.status == S.RUNNING.value, tasks.c.lease_expires_at < now]
+        expired = [status_is(S.RUNNING), tasks.c.lease_expires_at < now]
         gave_up = (
             await conn.execute(
                 tasks.update()
@@ -1005,7 +1013,7 @@ class QueueOps(StoreBase):
         due = (
             await conn.execute(
                 tasks.update()
-                .where(tasks.c.status == S.RETRYING.value, tasks.c.next_attempt_at <= now)
+                .where(status_is(S.RETRYING), tasks.c.next_attempt_at <= now)
                 .values(status=S.READY.value, ready_at=now, next_attempt_at=None)
                 .returning(tasks.c.id, tasks.c.job_id)
             )
@@ -1014,7 +1022,7 @@ class QueueOps(StoreBase):
         aged = await conn.execute(
             tasks.update()
             .where(
-                tasks.c.status == S.READY.value,
+                status_is(S.READY),
                 tasks.c.claim_rank >= CRIT_LEVELS,
                 tasks.c.ready_at
                 <= now
