@@ -202,6 +202,8 @@ async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
                 if pool.alive() == 0 and summary.job.status is JobStatus.PAUSED:
                     break
                 await asyncio.sleep(0.5 if events else 1.0)
+        if live and not console.is_terminal:
+            console.line()  # Rich leaves a live view's last line open when the output is not a terminal
         tasks = await store.list_tasks(job_id)
         outputs = await store.task_outputs(job_id)
         console.print(final_table(tasks, outputs, console.width))

@@ -49,7 +49,7 @@ class SuiteExecutor:
             raise TaskFailed(f"invalid test-run options: {exc}", retryable=False) from exc
         store = (await services_for(ctx.database_url)).store
         outcome, commit = await self._run_tests(ctx, store, options)
-        output = {
+        output: dict[str, object] = {
             "summary": verdict(options, outcome),
             "tests": outcome.to_json(),
             "cycle": {"round": options.round, "rounds": options.rounds},
