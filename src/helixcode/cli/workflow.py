@@ -99,35 +99,49 @@ def submit(spec: JobSpec, repo: Path) -> str:
 class Pool:
     """`helix worker --exit-when-idle` processes, each in its own session (Ctrl-C is ours to handle)."""
 
+    #: How many times dead workers are started again while their job still has work.
+    MAX_RESTARTS = 3
+
     def __init__(self, n: int, log_dir: Path) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env["HELIX_DATABASE_URL"] = state.settings().database.url
+        self.env = dict(os.environ)
+        self.env["HELIX_DATABASE_URL"] = state.settings().database.url
         if state.config_path is not None:
-            env["HELIX_CONFIG"] = str(state.config_path)
-        self.procs: list[subprocess.Popen[bytes]] = []
+            self.env["HELIX_CONFIG"] = str(state.config_path)
         self.logs = [log_dir / f"worker-{i + 1}.log" for i in range(n)]
-        for i, log in enumerate(self.logs):
-            cmd = [
-                sys.executable,
-                "-m",
-                "helixcode",
-                "worker",
-                "--exit-when-idle",
-                "--concurrency",
-                "1",
-                "--name",
-                f"run-{i + 1}",
-            ]
-            with log.open("ab") as out:
-                self.procs.append(
-                    subprocess.Popen(
-                        cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-                    )
-                )
+        self.procs = [self._spawn(i) for i in range(n)]
+        self.restarts = 0
+
+    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "helixcode",
+            "worker",
+            "--exit-when-idle",
+            "--concurrency",
+            "1",
+            "--name",
+            f"run-{i + 1}",
+        ]
+        with self.logs[i].open("ab") as out:
+            return subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
 
     def alive(self) -> int:
         return sum(1 for p in self.procs if p.poll() is None)
+
+    def restart(self) -> list[int | None]:
+        """Start the dead workers again (at most ``MAX_RESTARTS`` times): the leases of the tasks they
+        held run out and the new ones resume those tasks from their checkpoints. Their exit codes, or
+        an empty list when the restarts are spent."""
+        if self.restarts >= self.MAX_RESTARTS:
+            return []
+        self.restarts += 1
+        codes = [p.returncode for p in self.procs]
+        self.procs = [p if p.poll() is None else self._spawn(i) for i, p in enumerate(self.procs)]
+        return codes
 
     def stop(self, timeout: float = 60.0) -> None:
         for p in self.procs:
@@ -201,6 +215,8 @@ async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
                     break
                 if pool.alive() == 0 and summary.job.status is JobStatus.PAUSED:
                     break
+                if pool.alive() == 0 and not _revived(pool, job_id):
+                    break
                 await asyncio.sleep(0.5 if events else 1.0)
         if live and not console.is_terminal:
             console.line()  # Rich leaves a live view's last line open when the output is not a terminal
@@ -218,3 +234,20 @@ async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
         return summary.job.status
     finally:
         await store.aclose()
+
+
+def _revived(pool: Pool, job_id: str) -> bool:
+    """The whole pool died (killed, crashed) while its job has work left: start it again, or say where
+    to look when it keeps dying."""
+    codes = pool.restart()
+    if codes:
+        console.print(
+            f"[yellow]the local workers stopped (exit codes {codes}); restarted them: their tasks resume "
+            "once their leases run out[/]"
+        )
+        return True
+    err_console.print(
+        f"The local workers keep stopping; see {pool.logs[0].parent}/. "
+        f"Continue with `helix run --attach {job_id}`."
+    )
+    return False

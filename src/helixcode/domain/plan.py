@@ -19,6 +19,7 @@ from helixcode.domain.graph import validate_graph
 from helixcode.errors import PlanError
 
 __all__ = [
+    "MAX_TEST_ROUNDS",
     "AgentRun",
     "BuiltinRun",
     "JobSpec",

@@ -149,6 +149,9 @@ async def test_agent_testcycle_debugs_and_retests_until_the_round_limit(
         ["test.test2.fix2", "test.test2.test3"],
     ]
     outputs = await store.task_outputs(job_id)
+    assert outputs["test"]["summary"] == (
+        f"tests fail in round 1 (1 failed, 1 passed): {COMMAND}; debugging in test.fix1, then test.test2"
+    )
     assert outputs["test.fix1"]["tokens"] > 0  # the model really ran
     # Each re-test ran on what its debugging task left: the debugging task's final commit.
     assert outputs["test.test2"]["commit"] == outputs["test.fix1"]["commit"]

@@ -31,6 +31,7 @@ from helixcode.agent.workspace import MergeConflict, Workspace
 from helixcode.domain.plan import SuiteOptions
 from helixcode.domain.testcycle import SuiteOutcome, next_round, verdict
 from helixcode.errors import PlanError, TaskFailed
+from helixcode.store.expand import child_key
 from helixcode.store.store import Store
 
 __all__ = ["SuiteExecutor"]
@@ -49,8 +50,9 @@ class SuiteExecutor:
             raise TaskFailed(f"invalid test-run options: {exc}", retryable=False) from exc
         store = (await services_for(ctx.database_url)).store
         outcome, commit = await self._run_tests(ctx, store, options)
+        summary = verdict(options, outcome)
         output: dict[str, object] = {
-            "summary": verdict(options, outcome),
+            "summary": summary,
             "tests": outcome.to_json(),
             "cycle": {"round": options.round, "rounds": options.rounds},
             "commit": commit,
@@ -59,16 +61,16 @@ class SuiteExecutor:
             return output
         follow = next_round(options, outcome)
         if not follow:
-            raise TaskFailed(verdict(options, outcome), retryable=False, output=output)
+            raise TaskFailed(summary, retryable=False, output=output)
+        fix, retest = (child_key(ctx.task.key, spec.id) for spec in follow)
+        output["summary"] = f"{summary}; debugging in {fix}, then {retest}"
         try:
-            keys = await store.expand_task(ctx.task.id, ctx.token, follow, output)
+            await store.expand_task(ctx.task.id, ctx.token, follow, output)
         except PlanError as exc:
             raise TaskFailed(
-                f"{verdict(options, outcome)}; no further round is possible: {exc}",
-                retryable=False,
-                output=output,
+                f"{summary}; no further round is possible: {exc}", retryable=False, output=output
             ) from exc
-        raise AlreadyReported(f"tests failed; debugging in {keys[0]}, re-testing in {keys[1]}")
+        raise AlreadyReported(str(output["summary"]))
 
     @staticmethod
     async def _run_tests(ctx: TaskContext, store: Store, options: SuiteOptions) -> tuple[SuiteOutcome, str]:
