@@ -226,7 +226,7 @@ async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
         if report := suite_report(tasks, outputs):
             console.print(report)
         console.print(
-            f"Job {job_id}: {status_text(summary.job.status.value)}. Inspect the work: "
+            f"Job {job_id}: {status_text(summary.job.status.value)}; its work: "
             f"git log --graph {job_branch(job_id)}"
         )
         if summary.job.pause_reason:
