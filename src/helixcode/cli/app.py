@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from helixcode import __version__
-from helixcode.cli import control, llm_commands, mcp_commands, serve, worker
+from helixcode.cli import control, llm_commands, mcp_commands, serve, testcycle, worker
 from helixcode.cli import run as run_commands
 from helixcode.cli.common import JsonOpt, console, err_console, run, run_async, state
 from helixcode.cli.render import emit_json, event_line, job_table, jobs_table, tasks_table
@@ -216,6 +216,7 @@ llm_commands.register(app)
 serve.register(app)
 mcp_commands.register(app)
 run_commands.register(app)
+testcycle.register(app)
 
 
 def main() -> None:

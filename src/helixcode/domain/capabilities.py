@@ -1,7 +1,8 @@
 """Capability names that tasks require by default, by how they run.
 
-An agent task needs a model (``llm``) and a git workspace (``git``); shell and built-in tasks need
-nothing beyond a worker. A plan's explicit ``requires`` replaces these defaults.
+An agent task needs a model (``llm``) and a git workspace (``git``); a test run (``tests``) needs a
+git workspace only (the debugging tasks it adds are agent tasks); shell and built-in tasks need nothing
+beyond a worker. A plan's explicit ``requires`` replaces these defaults.
 """
 
 from __future__ import annotations
@@ -9,16 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["AGENT_REQUIRES", "default_requires", "run_kind"]
+__all__ = ["AGENT_REQUIRES", "TESTS_REQUIRES", "default_requires", "run_kind"]
 
 AGENT_REQUIRES = ("git", "llm")
+TESTS_REQUIRES = ("git",)
 
 
 def run_kind(run: Mapping[str, Any] | None) -> str:
-    """``shell``, ``builtin`` or ``agent`` (a missing run spec means the agent)."""
+    """``shell``, ``builtin``, ``agent`` or ``tests`` (a missing run spec means the agent)."""
     if not run:
         return "agent"
-    for kind in ("shell", "builtin", "agent"):
+    for kind in ("shell", "builtin", "agent", "tests"):
         if kind in run:
             return kind
     return "unknown"
@@ -26,4 +28,4 @@ def run_kind(run: Mapping[str, Any] | None) -> str:
 
 def default_requires(task_type: str | None, run: Mapping[str, Any] | None) -> list[str]:
     del task_type  # every type's agent needs the same; kept so a type can differ later without API change
-    return list(AGENT_REQUIRES) if run_kind(run) == "agent" else []
+    return list({"agent": AGENT_REQUIRES, "tests": TESTS_REQUIRES}.get(run_kind(run), ()))

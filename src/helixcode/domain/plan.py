@@ -19,11 +19,14 @@ from helixcode.domain.graph import validate_graph
 from helixcode.errors import PlanError
 
 __all__ = [
+    "MAX_TEST_ROUNDS",
     "AgentRun",
     "BuiltinRun",
     "JobSpec",
     "RunSpec",
     "ShellRun",
+    "SuiteOptions",
+    "SuiteRun",
     "TaskSpec",
     "load_plan",
     "parse_plan",
@@ -59,7 +62,39 @@ class AgentRun(_Strict):
     agent: dict[str, Any] = Field(default_factory=dict)
 
 
-RunSpec = ShellRun | BuiltinRun | AgentRun
+#: How many debugging rounds one test cycle may take: each round nests its tasks one level deeper
+#: (``test.test2.test3...``), and task keys are at most 64 characters.
+MAX_TEST_ROUNDS = 8
+
+
+class SuiteOptions(_Strict):
+    """A test cycle's settings, carried from each test run to the next (so a crash loses no count)."""
+
+    command: str | None = Field(
+        default=None, min_length=1, description="the test command; detected in the worktree when omitted"
+    )
+    rounds: int = Field(default=3, ge=0, le=MAX_TEST_ROUNDS, description="debugging rounds after a failure")
+    round: int = Field(default=1, ge=1, description="which test run of the cycle this is (1: the first)")
+    output_chars: int = Field(
+        default=1500, ge=200, le=50_000, description="how much of the failure output a debugging task gets"
+    )
+    agent: dict[str, Any] = Field(default_factory=dict, description="agent options of the debugging tasks")
+
+    @model_validator(mode="after")
+    def _round_in_range(self) -> SuiteOptions:
+        if self.round > self.rounds + 1:
+            raise ValueError(f"round {self.round} is past the last one ({self.rounds + 1})")
+        return self
+
+
+class SuiteRun(_Strict):
+    """Run the project's tests in a worktree; when they fail and rounds remain, the task becomes the
+    parent of a debugging agent task and of a new test run on that task's work."""
+
+    tests: SuiteOptions
+
+
+RunSpec = ShellRun | BuiltinRun | AgentRun | SuiteRun
 
 
 class TaskSpec(_Strict):
@@ -82,6 +117,8 @@ class TaskSpec(_Strict):
     def _default_requires(cls, data: Any) -> Any:
         if isinstance(data, dict) and "requires" not in data:
             run = data.get("run")
+            if isinstance(run, BaseModel):
+                run = run.model_dump()
             return {
                 **data,
                 "requires": default_requires(data.get("type"), run if isinstance(run, dict) else None),

@@ -13,8 +13,10 @@ and resets the worktree to the checkpoint's commit, so the two always match.
 
 Options come from the task's ``run: {agent: {...}}``: ``provider``, ``model``, ``max_rounds``,
 ``token_budget``, ``max_tokens``, ``temperature``, ``on_limit`` (``succeed``, the default, or
-``fail``), ``test_command``, ``check``, ``max_subtasks``, ``on_conflict`` (``fail``, the default, or
-``debug``: see ``helixcode.agent.conflicts``). Planned subtasks inherit the planner's.
+``fail``), ``test_command``, ``check``, ``verify`` (false: the test command is only named to the
+model, not run after it; a test cycle's debugging tasks, whose re-test follows as its own task),
+``max_subtasks``, ``on_conflict`` (``fail``, the default, or ``debug``: see
+``helixcode.agent.conflicts``). Planned subtasks inherit the planner's.
 
 Hitting the round limit or token budget ends the task as a success with ``stop_reason`` saying so:
 its work so far is committed and merged, which keeps a job moving with weak models; ``on_limit: fail``
@@ -35,6 +37,7 @@ from typing import Any
 
 from helixcode.agent.conflicts import markers_left, on_conflict
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
+from helixcode.agent.inputs import task_inputs
 from helixcode.agent.loop import AgentLoop, LoopLimits, LoopState
 from helixcode.agent.mcp_tools import mcp_tools
 from helixcode.agent.model_needs import model_needs
@@ -42,7 +45,7 @@ from helixcode.agent.planning import ask_for_plan, chain, plan_output, split_uni
 from helixcode.agent.prompts import PROFILES, system_prompt, task_prompt
 from helixcode.agent.services import AgentServices, services_for
 from helixcode.agent.tools import ToolProvider, Toolset, WorkspaceTools, run_sandboxed
-from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, branch_name, job_branch
+from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, job_branch
 from helixcode.domain.enums import TaskType
 from helixcode.domain.models import Task
 from helixcode.errors import PlanError, TaskFailed
@@ -71,6 +74,7 @@ class AgentOptions:
     history_chars: int = 6000
     chain: bool = False  # planning: each subtask waits for the previous one
     tool_choice: str = "auto"  # "required" | "named" | "auto": named for llama-cpp-python providers
+    verify: bool = True  # run the test command after the loop, and fail when it fails
     on_conflict: str = "fail"  # "fail" | "debug": a merge conflict becomes a debugging task
     resolves: list[str] | None = None  # a conflict-resolution task: files that must end marker-free
 
@@ -120,24 +124,7 @@ class AgentExecutor:
 
     @staticmethod
     async def _inputs(services: AgentServices, task: Task) -> tuple[list[str], dict[str, str]]:
-        """Branches to start from (dependencies, a finished parent standing for all its descendants) and
-        the dependencies' summaries."""
-        all_tasks = {t.key: t for t in await services.store.list_tasks(task.job_id)}
-        children: dict[str, list[str]] = {}
-        for t in all_tasks.values():
-            if t.parent_key:
-                children.setdefault(t.parent_key, []).append(t.key)
-
-        def family(key: str) -> list[str]:
-            return [key] + [d for c in children.get(key, []) for d in family(c)]
-
-        task = all_tasks.get(task.key, task)  # a claim's task does not carry its dependencies' keys
-        keys = [k for dep in task.depends_on for k in family(dep)]
-        if not keys and task.parent_key:
-            keys = [task.parent_key]
-        outputs = await services.store.task_outputs(task.job_id)
-        summaries = {k: str(outputs.get(k, {}).get("summary", "")) for k in task.depends_on}
-        return [branch_name(task.job_id, k) for k in dict.fromkeys(keys)], summaries
+        return await task_inputs(services.store, task)
 
     async def _plan(
         self,
@@ -316,7 +303,7 @@ class Attempt:
             out["diagrams"] = await asyncio.to_thread(
                 write_diagram, self.tws.path, self.ctx.task.key, state.files_written
             )
-        command = self._test_command()
+        command = self._test_command() if self.opts.verify else None
         if command:
             await self.ctx.report_progress(0.99, f"running {command}")
             result = await run_sandboxed(command, self.tws.path, TEST_TIMEOUT, 4000)

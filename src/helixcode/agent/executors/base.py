@@ -72,4 +72,8 @@ def executor_for(run: Mapping[str, Any]) -> Executor:
         from helixcode.agent.executors.agent import AgentExecutor
 
         return AgentExecutor()
+    if "tests" in run:
+        from helixcode.agent.executors.testcycle import SuiteExecutor
+
+        return SuiteExecutor()
     raise TaskFailed(f"unknown run spec {dict(run)!r}", retryable=False)

@@ -1,0 +1,270 @@
+"""What the workflow commands (`helix run`, `helix plan`, `helix test`) share: their common options,
+the repository check, submitting a job with its git base, the local worker pool and the live view.
+
+The pool is processes rather than tasks in this process: each loads its own model and uses its own
+core, a crash or a kill -9 takes down one worker and not the view, and they run exactly the code
+`helix worker` runs on other machines. Ctrl-C pauses the job and drains the pool (running tasks are
+handed back and resume from their checkpoints); `helix resume JOB` (or `helix run --attach JOB`, which
+also starts a pool) continues it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+
+from helixcode.agent.workspace import GitError, Workspace, job_branch
+from helixcode.cli.common import console, err_console, run_async, state
+from helixcode.cli.live import final_table, job_view, suite_report
+from helixcode.cli.render import event_line, status_text
+from helixcode.domain.enums import JobStatus
+from helixcode.domain.models import Event
+from helixcode.domain.plan import JobSpec
+from helixcode.engine.manager import TaskManager
+from helixcode.errors import ConfigError
+from helixcode.store.store import Store
+
+__all__ = [
+    "LiveOpt",
+    "ModelOpt",
+    "Pool",
+    "ProviderOpt",
+    "RepoOpt",
+    "RoundsOpt",
+    "TokensOpt",
+    "WorkersOpt",
+    "agent_options",
+    "check_repo",
+    "execute",
+    "submit",
+    "workspace_for",
+]
+
+RepoOpt = Annotated[
+    str,
+    typer.Option(
+        "--repo",
+        help="The git repository: a local checkout (worked on in place), or a remote that workers "
+        "clone and push to (a URL: https, ssh, file://; or a bare repository's path).",
+    ),
+]
+ProviderOpt = Annotated[
+    str | None, typer.Option("--provider", help="LLM provider name (default: selection).")
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (default: the provider's).")]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Local worker processes to start.")]
+RoundsOpt = Annotated[int | None, typer.Option("--max-rounds", min=1, help="Tool rounds per agent task.")]
+TokensOpt = Annotated[int | None, typer.Option("--max-tokens", min=16, help="Tokens per model reply.")]
+LiveOpt = Annotated[bool, typer.Option("--live/--no-live", help="Show the live task view.")]
+
+#: What the pool's workers can do; the view stops waiting when no such work is left.
+POOL_CAPABILITIES = ["git", "llm"]
+
+
+def agent_options(**given: Any) -> dict[str, Any]:
+    """Agent options for a task's ``run``: only those given."""
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def workspace_for(repo: str, job_id: str) -> Workspace:
+    return Workspace(repo, job_id, data_dir=state.settings().workers.data_dir)
+
+
+def check_repo(repo: str) -> str:
+    """The repository as the job records it: a checkout's absolute path, or the remote's URL (whose
+    default branch must have a commit; a first use clones it into this machine's cache)."""
+    ws = workspace_for(repo, "check")
+    try:
+        ws.start_commit_sync()
+    except GitError as exc:
+        if ws.url is None:
+            raise ConfigError(f"--repo {repo}: not a git repository with at least one commit") from exc
+        raise ConfigError(f"--repo {ws.shown}: {exc}") from exc
+    return ws.url or str(ws.repo)
+
+
+def submit(spec: JobSpec, repo: str) -> str:
+    """Create the job and fix its git base (the repository's default branch now)."""
+
+    async def go() -> str:
+        store = await Store.open(state.settings())
+        try:
+            job = await TaskManager(store).submit(spec, workdir=repo)
+        finally:
+            await store.aclose()
+        await workspace_for(repo, job.id).ensure_base()
+        return job.id
+
+    job_id = run_async(go())
+    shown = workspace_for(repo, job_id).shown
+    console.print(
+        f"Job [bold]{job_id}[/] on {shown}; its work lands on branch [bold]{job_branch(job_id)}[/]."
+    )
+    return job_id
+
+
+class Pool:
+    """`helix worker --exit-when-idle` processes, each in its own session (Ctrl-C is ours to handle)."""
+
+    #: How many times dead workers are started again while their job still has work.
+    MAX_RESTARTS = 3
+
+    def __init__(self, n: int, log_dir: Path) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ)
+        self.env["HELIX_DATABASE_URL"] = state.settings().database.url
+        if state.config_path is not None:
+            self.env["HELIX_CONFIG"] = str(state.config_path)
+        self.logs = [log_dir / f"worker-{i + 1}.log" for i in range(n)]
+        self.procs = [self._spawn(i) for i in range(n)]
+        self.restarts = 0
+
+    def _spawn(self, i: int) -> subprocess.Popen[bytes]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "helixcode",
+            "worker",
+            "--exit-when-idle",
+            "--concurrency",
+            "1",
+            "--name",
+            f"run-{i + 1}",
+        ]
+        with self.logs[i].open("ab") as out:
+            return subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+
+    def alive(self) -> int:
+        return sum(1 for p in self.procs if p.poll() is None)
+
+    def restart(self) -> list[int | None]:
+        """Start the dead workers again (at most ``MAX_RESTARTS`` times): the leases of the tasks they
+        held run out and the new ones resume those tasks from their checkpoints. Their exit codes, or
+        an empty list when the restarts are spent."""
+        if self.restarts >= self.MAX_RESTARTS:
+            return []
+        self.restarts += 1
+        codes = [p.returncode for p in self.procs]
+        self.procs = [p if p.poll() is None else self._spawn(i) for i, p in enumerate(self.procs)]
+        return codes
+
+    def stop(self, timeout: float = 60.0) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def execute(job_id: str, workers: int, live: bool) -> int:
+    """Run the job on a local pool with the live view; the exit code its outcome calls for."""
+    log_dir = Path(".helix") / "logs" / job_id
+    pool = Pool(workers, log_dir)
+    try:
+        status = run_async(_watch(job_id, pool, live))
+    except KeyboardInterrupt:
+        err_console.print("\ninterrupted: pausing the job and handing back running tasks...")
+        run_async(_pause(job_id))
+        pool.stop()
+        err_console.print(f"Job {job_id} paused. Continue with `helix run --attach {job_id}`.")
+        return 130
+    finally:
+        pool.stop()
+    return 0 if status is JobStatus.SUCCEEDED else 1
+
+
+async def _pause(job_id: str) -> None:
+    store = await Store.open(state.settings())
+    try:
+        with contextlib.suppress(Exception):
+            await TaskManager(store).pause(job_id, "interrupted (Ctrl-C)")
+    finally:
+        await store.aclose()
+
+
+async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
+    store = await Store.open(state.settings())
+    manager = TaskManager(store)
+    cursor = 0
+    recent: list[Event] = []
+    started = time.monotonic()
+    try:
+        with (
+            Live(console=console, refresh_per_second=4, transient=False)
+            if live
+            else contextlib.nullcontext() as view
+        ):
+            while True:
+                events = await manager.events(job_id, cursor)
+                if events:
+                    cursor = events[-1].id
+                    recent = (recent + events)[-6:]
+                    if not live:
+                        for e in events:
+                            console.print(event_line(e))
+                summary = await manager.summary(job_id)
+                if view is not None:
+                    tasks = await store.list_tasks(job_id)
+                    outputs = await store.task_outputs(job_id)
+                    took = time.monotonic() - started
+                    view.update(job_view(summary, tasks, outputs, recent, took, pool.alive(), console.width))
+                if summary.job.status.terminal:
+                    break
+                if pool.alive() == 0 and not await store.has_work(POOL_CAPABILITIES):
+                    break
+                if pool.alive() == 0 and summary.job.status is JobStatus.PAUSED:
+                    break
+                if pool.alive() == 0 and not _revived(pool, job_id):
+                    break
+                await asyncio.sleep(0.5 if events else 1.0)
+        if live and not console.is_terminal:
+            console.line()  # Rich leaves a live view's last line open when the output is not a terminal
+        tasks = await store.list_tasks(job_id)
+        outputs = await store.task_outputs(job_id)
+        console.print(final_table(tasks, outputs, console.width))
+        if report := suite_report(tasks, outputs):
+            console.print(report)
+        console.print(
+            f"Job {job_id}: {status_text(summary.job.status.value)}; its work: "
+            f"git log --graph {job_branch(job_id)}"
+        )
+        if summary.job.pause_reason:
+            console.print(f"paused because: {summary.job.pause_reason}")
+        return summary.job.status
+    finally:
+        await store.aclose()
+
+
+def _revived(pool: Pool, job_id: str) -> bool:
+    """The whole pool died (killed, crashed) while its job has work left: start it again, or say where
+    to look when it keeps dying."""
+    codes = pool.restart()
+    if codes:
+        console.print(
+            f"[yellow]the local workers stopped (exit codes {codes}); restarted them: their tasks resume "
+            "once their leases run out[/]"
+        )
+        return True
+    err_console.print(
+        f"The local workers keep stopping; see {pool.logs[0].parent}/. "
+        f"Continue with `helix run --attach {job_id}`."
+    )
+    return False
