@@ -33,6 +33,7 @@ ChatFn = Callable[[ChatRequest], Awaitable[ChatResponse]]
 SUBTASK_TYPES = [t.value for t in TaskType if t is not TaskType.PLANNING]
 UNIFORM_TYPES = (TaskType.REFACTORING, TaskType.PORTING)
 UNIFORM_MIN_FILES = 4
+MAX_REQUIRES = 4
 
 PLANNER_PROMPT = (
     "You plan software work. Break the goal into at most {max_subtasks} subtasks, in order. Subtask i "
@@ -41,14 +42,25 @@ PLANNER_PROMPT = (
 )
 
 
-def plan_schema(max_subtasks: int = 8) -> dict[str, Any]:
+def plan_schema(max_subtasks: int = 8, capabilities: Sequence[str] | None = None) -> dict[str, Any]:
     """The JSON schema a plan reply must follow.
 
     Subtask ``i`` has the id ``t<i>`` and may depend only on earlier ones (``prefixItems``, one schema
     per position), so a model under constrained decoding cannot write a cycle, a self-dependency or an
     unknown reference; the reply is validated all the same, since not every provider enforces schemas.
+    ``capabilities``, when known, are all a subtask may require: a requirement no worker offers would
+    leave its task unclaimable for ever.
     """
-    strings = {"type": "array", "items": {"type": "string"}}
+    # Lists are bounded: a small model under a grammar otherwise repeats an item until max_tokens.
+    strings = {"type": "array", "items": {"type": "string"}, "maxItems": 20}
+    requires: dict[str, Any] = {**strings, "maxItems": MAX_REQUIRES}
+    if capabilities is not None:
+        offered = sorted(set(capabilities))
+        requires = {
+            "type": "array",
+            "items": {"type": "string", "enum": offered} if offered else {"type": "string"},
+            "maxItems": min(MAX_REQUIRES, len(offered)),
+        }
     positions = []
     for i in range(1, max_subtasks + 1):
         props: dict[str, Any] = {
@@ -67,7 +79,7 @@ def plan_schema(max_subtasks: int = 8) -> dict[str, Any]:
         optional = {
             "priority": {"type": "string", "enum": [p.value for p in Priority]},
             "criticality": {"type": "string", "enum": [c.value for c in Criticality]},
-            "requires": strings,
+            "requires": requires,
             "check": {"type": "string"},
             "files": strings,
         }
@@ -89,8 +101,11 @@ def plan_schema(max_subtasks: int = 8) -> dict[str, Any]:
     }
 
 
-def validate_plan(text: str, max_subtasks: int = 8) -> list[TaskSpec]:
-    """Subtask specs from a reply, or ``PlanError`` listing every fault found."""
+def validate_plan(
+    text: str, max_subtasks: int = 8, capabilities: Sequence[str] | None = None
+) -> list[TaskSpec]:
+    """Subtask specs from a reply, or ``PlanError`` listing every fault found. With ``capabilities``,
+    a subtask requiring anything else is a fault (see ``plan_schema``)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -114,6 +129,16 @@ def validate_plan(text: str, max_subtasks: int = 8) -> list[TaskSpec]:
                 )
         except (TypeError, ValueError) as exc:
             faults.append(f"subtasks[{index}]: {exc}")
+    if capabilities is not None:
+        offered = set(capabilities)
+        listed = ", ".join(sorted(offered)) or "none"
+        faults += [
+            f"subtask '{item.get('id')}': requires '{r}', which no worker offers (offered: {listed})"
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("requires"), list)
+            for r in item["requires"]
+            if str(r) not in offered
+        ]
     seen: dict[str, int] = {}
     for spec in specs:
         seen[spec.id] = seen.get(spec.id, 0) + 1
@@ -161,12 +186,14 @@ async def ask_for_plan(
     max_subtasks: int = 8,
     max_tokens: int = 1024,
     temperature: float | None = 0.2,
+    capabilities: Sequence[str] | None = None,
 ) -> PlanResult:
-    """Ask for a plan; one repair round with the faults; ``PlanError`` if the repair is invalid too."""
+    """Ask for a plan; one repair round with the faults; ``PlanError`` if the repair is invalid too.
+    ``capabilities``: what the workers offer, all a subtask may require (``None``: not checked)."""
     system = PLANNER_PROMPT.format(max_subtasks=max_subtasks, types=", ".join(SUBTASK_TYPES))
     user = f"Goal: {goal}" + (f"\n\nRepository files:\n{context}" if context else "")
     messages = [Message.system(system), Message.user(user)]
-    schema = ResponseSchema(plan_schema(max_subtasks), name="plan")
+    schema = ResponseSchema(plan_schema(max_subtasks, capabilities), name="plan")
     prompt = completion = 0
     repaired: list[str] = []
     for round_ in (1, 2):
@@ -179,7 +206,7 @@ async def ask_for_plan(
                 completion + reply.usage.completion_tokens,
             )
         try:
-            subtasks = validate_plan(reply.content, max_subtasks)
+            subtasks = validate_plan(reply.content, max_subtasks, capabilities)
         except PlanError as exc:
             if round_ == 2:
                 raise PlanError(

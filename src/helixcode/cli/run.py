@@ -136,6 +136,7 @@ def plan(
     """Ask the model for a plan and show its graph; `--approve` runs it as a job."""
     from helixcode.agent.planning import ask_for_plan
     from helixcode.llm.registry import build_manager
+    from helixcode.worker.capabilities import detect_capabilities, llm_capabilities
 
     path = check_repo(repo)
 
@@ -148,8 +149,15 @@ def plan(
                 return await llm.chat(replace(request, model=model) if model else request, provider=provider)
 
             files = _repo_files(path)[:2000]
+            # The plan runs on this machine's pool: its workers offer what this machine does.
+            offered = [*detect_capabilities(), *llm_capabilities(state.settings())]
             return await ask_for_plan(
-                chat, goal, files, max_subtasks=max_subtasks, max_tokens=max(400, 100 * max_subtasks)
+                chat,
+                goal,
+                files,
+                max_subtasks=max_subtasks,
+                max_tokens=max(400, 100 * max_subtasks),
+                capabilities=offered,
             )
 
     with console.status("asking the model for a plan..."):

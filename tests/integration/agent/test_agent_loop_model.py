@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from helixcode.agent.loop import AgentLoop, LoopLimits, LoopState
+from helixcode.agent.planning import ask_for_plan
 from helixcode.agent.prompts import PROFILES, system_prompt, task_prompt
 from helixcode.agent.tools import Toolset, WorkspaceTools
 from helixcode.domain.enums import TaskType
@@ -55,3 +56,21 @@ async def test_agent_loop_real_tool_calls_checkpoint_and_resume(embedded: LocalP
     assert done.tokens > 0
     written = [p for p in done.files_written if (repo / p).is_file()]
     assert written == done.files_written  # what the model wrote is really in the worktree
+
+
+async def test_the_embedded_model_plans_only_with_offered_capabilities(embedded: LocalProvider) -> None:
+    """Constrained decoding keeps a real model's `requires` inside what the workers offer, so none of
+    its subtasks can be left unclaimable (it used to invent file names there)."""
+    offered = ["git", "llm", "python"]
+    result = await ask_for_plan(
+        embedded.chat,
+        "add a --version flag to calc.py and test it",
+        "calc.py\ntest_calc.py\nREADME.md",
+        max_subtasks=3,
+        max_tokens=400,
+        temperature=0,
+        capabilities=offered,
+    )
+    assert result.subtasks
+    for spec in result.subtasks:
+        assert set(spec.requires) <= set(offered), spec

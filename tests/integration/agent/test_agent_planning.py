@@ -136,3 +136,25 @@ async def test_agent_expand_makes_the_planner_a_waiting_parent(store: Store) -> 
     tasks = {t.key: t for t in await store.list_tasks(job.id)}
     assert tasks["plan"].status is TaskStatus.SUCCEEDED
     assert tasks["after"].status is TaskStatus.READY
+
+
+async def test_agent_plan_may_only_require_what_the_workers_offer() -> None:
+    """A requirement no worker offers would leave its subtask unclaimable for ever: the schema lists the
+    offered capabilities, and a reply that requires anything else gets the repair round."""
+    offered = ["git", "llm", "python"]
+    schema = plan_schema(2, offered)
+    requires = schema["properties"]["subtasks"]["prefixItems"][0]["properties"]["requires"]
+    assert requires["items"]["enum"] == offered
+    chat = Recorded(
+        plan(sub("t1", requires=["calc.py"]), sub("t2", deps=["t1"], requires=["t1"])),
+        plan(sub("t1", requires=["python"]), sub("t2", deps=["t1"])),
+    )
+    result = await ask_for_plan(chat, "goal", capabilities=offered)
+    assert result.faults_repaired == [
+        "subtask 't1': requires 'calc.py', which no worker offers (offered: git, llm, python)",
+        "subtask 't2': requires 't1', which no worker offers (offered: git, llm, python)",
+    ]
+    assert "python" in result.subtasks[0].requires
+    with pytest.raises(PlanError, match="requires 'gpu', which no worker offers"):
+        validate_plan(plan(sub("t1", requires=["gpu"])), capabilities=offered)
+    assert validate_plan(plan(sub("t1", requires=["gpu"])))[0].requires  # unchecked without a list

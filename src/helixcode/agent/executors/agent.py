@@ -146,6 +146,7 @@ class AgentExecutor:
                 max_subtasks=opts.max_subtasks,
                 max_tokens=max(400, 100 * opts.max_subtasks),
                 temperature=opts.temperature,
+                capabilities=await _offered(services, ctx),
             )
         except PlanError as exc:
             raise TaskFailed(str(exc), output={"faults": exc.faults}) from exc
@@ -324,6 +325,12 @@ class Attempt:
                     output=out,
                 )
         return out
+
+
+async def _offered(services: AgentServices, ctx: TaskContext) -> list[str]:
+    """What the live workers can do (this one included): all a planned subtask may require."""
+    found = {cap for w in await services.store.list_workers(include_stopped=False) for cap in w.capabilities}
+    return sorted(found | set(ctx.task.requires))
 
 
 def _system(task_type: TaskType) -> Any:
