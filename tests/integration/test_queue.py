@@ -629,3 +629,32 @@ async def test_within_a_priority_the_longest_chain_is_claimed_first(store: Store
         "long3": 1,
         "urgent": 1,
     }
+
+
+async def test_complete_and_claim_records_the_success_then_claims_for_the_freed_slot(store: Store) -> None:
+    job = await store.create_job(spec(t("a"), t("b"), t("c"), t("after", "a")))
+    [a] = await store.claim("w1")
+    assert a.task.key == "a"  # critical path first
+    got = await store.complete_and_claim(a.task.id, a.token, {"n": 1}, "w1", (), 1)
+    assert [c.task.key for c in got] == ["b"]
+    state = await statuses(store, job.id)
+    assert (state["a"], state["b"], state["c"], state["after"]) == (S.SUCCEEDED, S.RUNNING, S.READY, S.READY)
+    assert await event_kinds(store, job.id, "a") == ["ready", "claimed", "succeeded"]
+    assert (await store.task_outputs(job.id))["a"] == {"n": 1}
+    # A stale token records nothing and claims nothing.
+    with pytest.raises(LeaseLost):
+        await store.complete_and_claim(got[0].task.id, "stale", {}, "w1", (), 2)
+    assert (await statuses(store, job.id))["c"] is S.READY
+    left = [got[0]]
+    while left:
+        c = left.pop()
+        left += await store.complete_and_claim(c.task.id, c.token, {}, "w1", (), 1)
+    assert set((await statuses(store, job.id)).values()) == {S.SUCCEEDED}
+    assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
+
+
+async def test_complete_and_claim_claims_nothing_the_worker_cannot_run(store: Store) -> None:
+    job = await store.create_job(spec(t("a"), t("gpu", requires=["gpu"])))
+    [a] = await store.claim("w1")
+    assert await store.complete_and_claim(a.task.id, a.token, {}, "w1", ["git"], 3) == []
+    assert (await statuses(store, job.id)) == {"a": S.SUCCEEDED, "gpu": S.READY}

@@ -102,42 +102,51 @@ class QueueOps(StoreBase):
         min_criticality: Criticality | None = None,
     ) -> list[Claim]:
         """Lease up to ``limit`` of the best ready tasks this worker can run, in claim order."""
-        params = {
+        params = self._claim_params(worker_id, capabilities, limit, min_criticality)
+        statement = self._prepared("claim", self._claim_statement)
+        # One statement on PostgreSQL (the claim and its events); what follows only reads.
+        async with self._statement() as conn:
+            rows = (await conn.execute(statement, params)).mappings().all()
+            return await self._claims_from_rows(conn, rows, worker_id)
+
+    def _claim_params(
+        self, worker_id: str, capabilities: Iterable[str], limit: int, min_criticality: Criticality | None
+    ) -> dict[str, Any]:
+        return {
             "p_worker": worker_id,
             "p_caps": self._caps(capabilities),
             "p_limit": limit,
             "p_min_crit": min_criticality.rank if min_criticality is not None else -1,
         }
-        statement = self._prepared("claim", self._claim_statement)
-        # One statement on PostgreSQL (the claim and its events); what follows only reads.
-        async with self._statement() as conn:
-            rows = (await conn.execute(statement, params)).mappings().all()
-            if not rows:
-                return []
-            rows = sorted(
-                rows, key=lambda r: (r["claim_rank"], r["chain_rank"], r["ready_at"] or 0.0, r["id"])
+
+    async def _claims_from_rows(
+        self, conn: AsyncConnection, rows: Sequence[sa.RowMapping], worker_id: str
+    ) -> list[Claim]:
+        """Claims from the claimed rows, in claim order, with what resuming them needs."""
+        if not rows:
+            return []
+        rows = sorted(rows, key=lambda r: (r["claim_rank"], r["chain_rank"], r["ready_at"] or 0.0, r["id"]))
+        self._parentless.update(r["id"] for r in rows if r["parent_id"] is None)
+        if self.dialect != "postgresql":
+            stamp = rows[0]["started_at"]
+            await self._events(
+                conn,
+                [
+                    event(
+                        r["job_id"],
+                        "claimed",
+                        stamp,
+                        task_id=r["id"],
+                        attempt=r["attempts"],
+                        worker_id=worker_id,
+                    )
+                    for r in rows
+                ],
             )
-            self._parentless.update(r["id"] for r in rows if r["parent_id"] is None)
-            if self.dialect != "postgresql":
-                stamp = rows[0]["started_at"]
-                await self._events(
-                    conn,
-                    [
-                        event(
-                            r["job_id"],
-                            "claimed",
-                            stamp,
-                            task_id=r["id"],
-                            attempt=r["attempts"],
-                            worker_id=worker_id,
-                        )
-                        for r in rows
-                    ],
-                )
-            # Checkpoints are written during attempts: a first attempt has none to resume from.
-            resumed = [r["id"] for r in rows if r["attempts"] > 1]
-            latest = await self._latest_checkpoints(conn, resumed) if resumed else {}
-            workdirs = await self._workdirs(conn, {r["job_id"] for r in rows})
+        # Checkpoints are written during attempts: a first attempt has none to resume from.
+        resumed = [r["id"] for r in rows if r["attempts"] > 1]
+        latest = await self._latest_checkpoints(conn, resumed) if resumed else {}
+        workdirs = await self._workdirs(conn, {r["job_id"] for r in rows})
         return [
             Claim(
                 task=task_from_row(r),
@@ -151,6 +160,30 @@ class QueueOps(StoreBase):
 
     def _claim_statement(self) -> sa.Executable:
         """The claim: worker, capabilities, limit and criticality floor are bound per call."""
+        if self.dialect != "postgresql":
+            return self._claim_update()
+        claimed, logged = self._claim_ctes()
+        return sa.select(claimed).add_cte(logged)
+
+    def _claim_ctes(self, gate: sa.CTE | None = None) -> tuple[sa.CTE, sa.CTE]:
+        """PostgreSQL: the claim (``claimed``) and its events, as data-modifying CTEs; with ``gate``,
+        only when that CTE has a row."""
+        claimed = self._claim_update(gate).cte("claimed")
+        logged = events.insert().from_select(
+            ["job_id", "task_id", "kind", "details", "attempt", "worker_id", "created_at"],
+            sa.select(
+                claimed.c.job_id,
+                claimed.c.id,
+                sa.literal("claimed"),
+                sa.literal({}, type_=postgresql.JSONB()),
+                claimed.c.attempts,
+                sa.bindparam("p_worker", type_=sa.String()),
+                claimed.c.started_at,
+            ),
+        )
+        return claimed, logged.cte("claim_logged")
+
+    def _claim_update(self, gate: sa.CTE | None = None) -> sa.Update:
         # The job test is an EXISTS, not a join: a join lets SQLite's planner start from jobs and sort
         # every ready task, where this way it walks the claim index and stops after ``limit`` rows.
         running_job = sa.exists().where(jobs.c.id == tasks.c.job_id, jobs.c.status == JobStatus.RUNNING.value)
@@ -165,6 +198,8 @@ class QueueOps(StoreBase):
             .order_by(tasks.c.claim_rank, tasks.c.chain_rank, tasks.c.ready_at, tasks.c.id)
             .limit(sa.bindparam("p_limit", type_=sa.Integer()))
         )
+        if gate is not None:
+            candidates = candidates.where(sa.exists(sa.select(gate.c.id)))
         if self.settings.workers.capacity_floor > 0:
             candidates = candidates.where(self._within_capacity())
         chosen: sa.Select[Any] | sa.ScalarSelect[Any] = candidates.scalar_subquery()
@@ -198,23 +233,7 @@ class QueueOps(StoreBase):
             )
             .returning(*tasks.c)
         )
-        if self.dialect != "postgresql":
-            return stmt
-        # The claim and its events in one statement (a data-modifying CTE): one round trip fewer.
-        claimed = stmt.cte("claimed")
-        logged = events.insert().from_select(
-            ["job_id", "task_id", "kind", "details", "attempt", "worker_id", "created_at"],
-            sa.select(
-                claimed.c.job_id,
-                claimed.c.id,
-                sa.literal("claimed"),
-                sa.literal({}, type_=postgresql.JSONB()),
-                claimed.c.attempts,
-                worker,
-                claimed.c.started_at,
-            ),
-        )
-        return sa.select(claimed).add_cte(logged.cte("logged"))
+        return stmt
 
     async def _workdirs(self, conn: AsyncConnection, job_ids: set[str]) -> dict[str, str | None]:
         """Jobs' working directories, cached: a job's workdir never changes once it is created."""
@@ -459,6 +478,57 @@ class QueueOps(StoreBase):
             propagate = bool(row["dependents"] or row["parent_id"] is not None)
             if propagate or not row["others_open"]:
                 await self._after_done(conn, row["job_id"], [task_id], now, propagate=propagate)
+
+    async def complete_and_claim(
+        self,
+        task_id: int,
+        token: str,
+        output: Mapping[str, Any] | None,
+        worker_id: str,
+        capabilities: Iterable[str] = (),
+        limit: int = 1,
+        *,
+        min_criticality: Criticality | None = None,
+    ) -> list[Claim]:
+        """``complete``, then ``claim`` for the slot it frees. On PostgreSQL, for a task without a split
+        parent, both are one statement: a worker pays one round trip and one commit per task instead of
+        two. The claim happens only if the success was recorded (a stale token claims nothing), and it
+        sees the queue as it was before this success: tasks the success frees go to the next claim."""
+        if self.dialect != "postgresql" or task_id not in self._parentless:
+            await self.complete(task_id, token, output)
+            return await self.claim(worker_id, capabilities, limit, min_criticality=min_criticality)
+        self._parentless.discard(task_id)
+        params = {
+            **self._claim_params(worker_id, capabilities, limit, min_criticality),
+            "p_task": task_id,
+            "p_token": token,
+            "p_output": dict(output or {}),
+        }
+        statement = self._prepared("complete+release+claim", self._complete_and_claim_statement)
+        async with self._statement() as conn:
+            rows = (await conn.execute(statement, params)).mappings().all()
+            if not rows:
+                raise LeaseLost(task_id, token)
+            done = rows[0]
+            claimed = [r for r in rows if r["id"] is not None]
+            claims = await self._claims_from_rows(conn, claimed, worker_id)
+        if not done["done_others_open"]:
+            async with self._write() as conn:
+                await self._finish_job_if_done(conn, done["done_job_id"], done["done_now"])
+        return claims
+
+    def _complete_and_claim_statement(self) -> sa.Executable:
+        """PostgreSQL: ``complete+release`` as a CTE, gating the claim's CTEs; one row per claimed task
+        (or one with no task), each carrying the completion's columns as ``done_*``."""
+        finished = self._succeed_and_record(release=True)
+        assert isinstance(finished, sa.Select)
+        completion = finished.cte("completion")
+        claimed, logged = self._claim_ctes(gate=completion)
+        return (
+            sa.select(*[c.label(f"done_{c.key}") for c in completion.c], claimed)
+            .select_from(completion.outerjoin(claimed, sa.true()))
+            .add_cte(logged)
+        )
 
     def _succeed(self) -> sa.UpdateBase:
         """Mark a held task (``p_task``, ``p_token``) succeeded in one fenced statement that also

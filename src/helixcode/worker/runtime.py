@@ -233,8 +233,24 @@ class Worker:
             try:
                 if self._acks is not None:
                     await self._acks.complete(task.id, claim.token, output)
-                else:
+                elif self._stopping.is_set():
                     await self._persist(lambda: self.store.complete(task.id, claim.token, output))
+                else:
+                    # The slot this task frees is refilled in the same round trip (see
+                    # Store.complete_and_claim); the claim loop fills the others.
+                    nxt = await self._persist(
+                        lambda: self.store.complete_and_claim(
+                            task.id,
+                            claim.token,
+                            output,
+                            self.id,
+                            self.capabilities,
+                            1,
+                            min_criticality=self.options.min_criticality,
+                        )
+                    )
+                    for follow in nxt:
+                        self._start(follow)
                 self.stats.succeeded += 1
             except LeaseLost:
                 self.stats.abandoned += 1
