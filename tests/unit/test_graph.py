@@ -70,3 +70,21 @@ def test_chain_lengths_count_the_longest_chain_of_dependents() -> None:
     graph = {"a": [], "b": ["a"], "c": ["b"], "d": ["a"], "e": [], "f": ["d", "c"]}
     assert chain_lengths(graph) == {"a": 4, "b": 3, "c": 2, "d": 2, "e": 1, "f": 1}
     assert chain_lengths({}) == {}
+
+
+def test_chain_lengths_agree_with_the_definition_on_random_graphs() -> None:
+    import random
+
+    rng = random.Random(7)
+    for n in (1, 5, 40, 300):
+        graph = {
+            f"t{i}": [f"t{d}" for d in rng.sample(range(i), min(i, rng.randint(0, 3)))] for i in range(n)
+        }
+        keys = list(graph)
+        rng.shuffle(keys)  # the result must not depend on the listing order
+        shuffled = {k: graph[k] for k in keys}
+        below = dependents(shuffled)
+        expected: dict[str, int] = {}
+        for key in reversed(topological_order(shuffled)):
+            expected[key] = 1 + max((expected[d] for d in below[key]), default=0)
+        assert chain_lengths(shuffled) == expected
