@@ -152,3 +152,26 @@ async def test_a_worker_with_batched_acks_runs_a_graph_exactly_once(
         assert {k for k, *_ in rows} == {x["id"] for x in plan}
     finally:
         await store.aclose()
+
+
+async def test_a_batch_that_also_claims_records_first_and_claims_the_freed_slots(store: Store) -> None:
+    job = await store.create_job(spec(*[t(f"t{i}") for i in range(5)], t("after", "t0")))
+    first = await store.claim("w1", limit=2)
+    assert [c.task.key for c in first] == ["t0", "t1"]
+    items = [(first[0].task.id, first[0].token, {"k": 0}), (first[1].task.id, "stale", {})]
+    refused, claims = await store.complete_many_and_claim(items, "w1", (), 2)
+    assert refused == [first[1].task.id]
+    assert [c.task.key for c in claims] == ["t2", "t3"], "the queue as it was before the batch"
+    state = await statuses(store, job.id)
+    assert (state["t0"], state["t1"], state["after"]) == (S.SUCCEEDED, S.RUNNING, S.READY)
+    assert await event_kinds(store, job.id, "t0") == ["ready", "claimed", "succeeded"]
+    assert (await store.task_outputs(job.id))["t0"] == {"k": 0}
+    left = [first[1], *claims]
+    while left:
+        batch, left = left, []
+        refused, more = await store.complete_many_and_claim(
+            [(c.task.id, c.token, {}) for c in batch], "w1", (), 3
+        )
+        assert refused == []
+        left += more
+    assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED

@@ -7,13 +7,14 @@ readiness release) but for a whole batch at once; a stale token refuses only its
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from helixcode.domain.enums import TaskStatus
+from helixcode.domain.enums import Criticality, TaskStatus
+from helixcode.domain.models import Claim
 from helixcode.store.base import TERMINAL, event
 from helixcode.store.database import db_now
 from helixcode.store.queue import _LEASE_CLEARED, QueueOps
@@ -100,6 +101,72 @@ class BatchOps(QueueOps):
                 propagate = any(r["dependents"] or r["parent_id"] is not None for r in done_rows)
                 await self._after_done(conn, job_id, [r["id"] for r in done_rows], now, propagate=propagate)
         return [t for t in wanted if t not in set(done)]
+
+    async def complete_many_and_claim(
+        self,
+        items: Sequence[Completion],
+        worker_id: str,
+        capabilities: Iterable[str] = (),
+        limit: int = 1,
+        *,
+        min_criticality: Criticality | None = None,
+    ) -> tuple[list[int], list[Claim]]:
+        """``complete_many``, then ``claim`` up to ``limit`` (the slots the batch frees): the refused ids
+        and the new claims. On PostgreSQL, when no item has a split parent, both are one statement, as
+        ``complete_and_claim`` is for one task; the claim sees the queue as it was before the batch."""
+        wanted = {task_id: (token, output) for task_id, token, output in items}
+        if self.dialect != "postgresql" or not items or not wanted.keys() <= self._parentless:
+            refused = await self.complete_many(items)
+            return refused, await self.claim(worker_id, capabilities, limit, min_criticality=min_criticality)
+        self._parentless.difference_update(wanted)
+        params = {
+            **self._claim_params(worker_id, capabilities, limit, min_criticality),
+            "p_items": [
+                {"id": t, "token": tok, "output": dict(out or {})} for t, (tok, out) in wanted.items()
+            ],
+        }
+        statement = self._prepared("complete_many+release+claim", self._complete_many_and_claim_statement)
+        async with self._statement() as conn:
+            rows = (await conn.execute(statement, params)).mappings().all()
+            finished = rows[0]["done"] or []
+            claims = await self._claims_from_rows(conn, [r for r in rows if r["id"] is not None], worker_id)
+        for job_id, now in sorted({(d["job_id"], d["now"]) for d in finished if not d["others_open"]}):
+            async with self._write() as conn:
+                await self._finish_job_if_done(conn, job_id, now)
+        recorded = {d["id"] for d in finished}
+        return [t for t in wanted if t not in recorded], claims
+
+    def _complete_many_and_claim_statement(self) -> sa.Executable:
+        """One row per claimed task (or one row with no task), each carrying the batch's completions as
+        a JSON array ``done``: a plain join of the two sets would multiply them."""
+        finished = self._complete_many_statement(True)
+        assert isinstance(finished, sa.Select)
+        completion = finished.cte("completion")
+        claimed, logged = self._claim_ctes()
+        done = (
+            sa.select(
+                sa.func.json_agg(
+                    sa.func.json_build_object(
+                        "id",
+                        completion.c.id,
+                        "job_id",
+                        completion.c.job_id,
+                        "now",
+                        completion.c.now,
+                        "others_open",
+                        completion.c.others_open,
+                    )
+                )
+            )
+            .select_from(completion)
+            .scalar_subquery()
+        )
+        one = sa.select(sa.literal(1).label("one")).subquery("one")
+        return (
+            sa.select(done.label("done"), claimed)
+            .select_from(one.outerjoin(claimed, sa.true()))
+            .add_cte(logged)
+        )
 
     async def _complete_many_pg(
         self, wanted: Mapping[int, tuple[str, Mapping[str, Any] | None]], parentless: bool

@@ -29,7 +29,7 @@ from helixcode.engine.reaper import Reaper
 from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFailed
 from helixcode.store.store import Store
 from helixcode.store.workers import WorkerInfo
-from helixcode.worker.acks import AckBatcher
+from helixcode.worker.acks import AckBatcher, Completion
 from helixcode.worker.capabilities import detect_capabilities, llm_capabilities
 from helixcode.worker.resources import ResourceSampler
 from helixcode.worker.wakeup import ReadyListener
@@ -88,11 +88,7 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._acks = (
-            AckBatcher(lambda items: self._persist(lambda: store.complete_many(items)), options.concurrency)
-            if options.batch_acks
-            else None
-        )
+        self._acks = AckBatcher(self._ack_batch, options.concurrency) if options.batch_acks else None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -254,6 +250,21 @@ class Worker:
                 self.stats.succeeded += 1
             except LeaseLost:
                 self.stats.abandoned += 1
+
+    async def _ack_batch(self, items: Sequence[Completion]) -> list[int]:
+        """Record a batch of successes; unless draining, refill the slots it frees in the same
+        statement (``Store.complete_many_and_claim``). Returns the refused ids."""
+        if self._stopping.is_set():
+            refused: list[int] = await self._persist(lambda: self.store.complete_many(items))
+            return refused
+        refused, claims = await self._persist(
+            lambda: self.store.complete_many_and_claim(
+                items, self.id, self.capabilities, len(items), min_criticality=self.options.min_criticality
+            )
+        )
+        for follow in claims:
+            self._start(follow)
+        return refused
 
     async def _report_failure(self, claim: Claim, exc: TaskFailed) -> None:
         try:
