@@ -15,8 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 from helixcode.domain.enums import Criticality, TaskStatus
 from helixcode.domain.models import Claim
-from helixcode.store.base import TERMINAL, event
-from helixcode.store.database import db_now
+from helixcode.store.base import event
 from helixcode.store.queue import _LEASE_CLEARED, QueueOps
 from helixcode.store.tables import results, task_dependencies, tasks
 
@@ -211,42 +210,5 @@ class BatchOps(QueueOps):
             )
             .render_derived(name="given", with_types=True)
         )
-        deps = task_dependencies
-        other = tasks.alias("other")
-        done = (
-            tasks.update()
-            .where(
-                tasks.c.id == given.c.id,
-                tasks.c.lease_token == given.c.token,
-                tasks.c.status == S.RUNNING.value,
-            )
-            .values(
-                status=S.SUCCEEDED.value,
-                finished_at=db_now(),
-                progress=1.0,
-                last_error=None,
-                lease_token=None,
-                lease_expires_at=None,
-            )
-            .returning(
-                tasks.c.id,
-                tasks.c.job_id,
-                tasks.c.attempts,
-                tasks.c.lease_owner,
-                tasks.c.started_at,
-                tasks.c.parent_id,
-                tasks.c.finished_at.label("now"),
-                given.c.output,
-                sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
-                # Read as of the statement's start, when this batch still looks running: leave it out.
-                sa.exists()
-                .where(
-                    other.c.job_id == tasks.c.job_id,
-                    other.c.status.not_in(TERMINAL),
-                    other.c.id.not_in(sa.select(given.c.id).scalar_subquery()),
-                )
-                .label("others_open"),
-            )
-            .cte("done")
-        )
+        done = self._succeed(given).cte("done")
         return self._record_success(done, done.c.output, release=release)

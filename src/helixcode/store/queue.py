@@ -530,21 +530,28 @@ class QueueOps(StoreBase):
             .add_cte(logged)
         )
 
-    def _succeed(self) -> sa.UpdateBase:
-        """Mark a held task (``p_task``, ``p_token``) succeeded in one fenced statement that also
-        returns what the rest of the completion needs: the clock, whether anything waits on it, and
-        whether other tasks of its job are still open (if so, the job cannot end here). ``lease_owner``
-        stays as the record of who ran it; the cleared token is what ends the lease."""
+    def _succeed(self, given: sa.TableValuedAlias | None = None) -> sa.UpdateBase:
+        """Mark held tasks succeeded in one fenced statement that also returns what the rest of the
+        completion needs: the clock, whether anything waits on each, and whether other tasks of its
+        job are still open (if so, the job cannot end here). One task is ``p_task`` with ``p_token``;
+        with ``given`` (rows of id, token, output), a batch, whose outputs come back too.
+        ``lease_owner`` stays as the record of who ran it; the cleared token is what ends the lease."""
         deps = task_dependencies
         other = tasks.alias("other")
-        task_id = sa.bindparam("p_task", type_=sa.Integer())
+        if given is None:
+            task_id = sa.bindparam("p_task", type_=sa.Integer())
+            held = sa.and_(
+                tasks.c.id == task_id, tasks.c.lease_token == sa.bindparam("p_token", type_=sa.String())
+            )
+            not_done = other.c.id != task_id
+            extra: list[sa.ColumnElement[Any]] = []
+        else:
+            held = sa.and_(tasks.c.id == given.c.id, tasks.c.lease_token == given.c.token)
+            not_done = other.c.id.not_in(sa.select(given.c.id).scalar_subquery())
+            extra = [given.c.output]
         return (
             tasks.update()
-            .where(
-                tasks.c.id == task_id,
-                tasks.c.lease_token == sa.bindparam("p_token", type_=sa.String()),
-                tasks.c.status == S.RUNNING.value,
-            )
+            .where(held, tasks.c.status == S.RUNNING.value)
             .values(
                 status=S.SUCCEEDED.value,
                 finished_at=db_now(),
@@ -561,13 +568,12 @@ class QueueOps(StoreBase):
                 tasks.c.started_at,
                 tasks.c.parent_id,
                 tasks.c.finished_at.label("now"),
+                *extra,
                 sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
-                # Other rows are read as of the statement's start: this task itself still looks running,
-                # hence the id condition.
+                # Other rows are read as of the statement's start, when these tasks still look running:
+                # leave them out.
                 sa.exists()
-                .where(
-                    other.c.job_id == tasks.c.job_id, other.c.status.not_in(TERMINAL), other.c.id != task_id
-                )
+                .where(other.c.job_id == tasks.c.job_id, other.c.status.not_in(TERMINAL), not_done)
                 .label("others_open"),
             )
         )
