@@ -60,6 +60,12 @@ def _token_sqlite(element: new_token, compiler: Any, **kw: Any) -> str:
     return "lower(hex(randomblob(16)))"
 
 
+def _unfinished(status: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    """``status NOT IN (<terminal states>)`` written into the SQL: a bound list would be expanded on
+    every execution of a prepared hot-path statement."""
+    return status.not_in([sa.literal_column(f"'{s}'") for s in TERMINAL])
+
+
 def status_is(status: TaskStatus) -> sa.ColumnElement[bool]:
     """``tasks.status = '<status>'`` with the value written into the SQL, not bound: a partial index
     (see ``tables.tasks``) serves a query only when its condition matches the index's as a constant."""
@@ -573,7 +579,7 @@ class QueueOps(StoreBase):
                 # Other rows are read as of the statement's start, when these tasks still look running:
                 # leave them out.
                 sa.exists()
-                .where(other.c.job_id == tasks.c.job_id, other.c.status.not_in(TERMINAL), not_done)
+                .where(other.c.job_id == tasks.c.job_id, _unfinished(other.c.status), not_done)
                 .label("others_open"),
             )
         )
