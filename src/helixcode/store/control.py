@@ -14,6 +14,7 @@ from helixcode.domain.states import check_transition
 from helixcode.errors import NotFound, SchedulerError
 from helixcode.store.base import TERMINAL, event
 from helixcode.store.queue import BROKEN, QueueOps
+from helixcode.store.rows import JOB_COLUMNS
 from helixcode.store.tables import jobs, task_dependencies, tasks
 
 __all__ = ["ControlOps"]
@@ -25,7 +26,7 @@ class ControlOps(QueueOps):
     """Job-level control. Each method is one transaction and writes its events."""
 
     async def _job_row(self, conn: AsyncConnection, job_id: str) -> sa.RowMapping:
-        row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().first()
+        row = (await conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id))).mappings().first()
         if row is None:
             raise NotFound(f"no job '{job_id}'")
         return row

@@ -16,7 +16,7 @@ from helixcode.domain.plan import JobSpec
 from helixcode.domain.progress import LeafProgress, estimate_eta
 from helixcode.errors import NotFound
 from helixcode.store.base import DONE, TERMINAL, StoreBase, event
-from helixcode.store.rows import event_from_row, job_from_row, task_from_row, task_values
+from helixcode.store.rows import JOB_COLUMNS, event_from_row, job_from_row, task_from_row, task_values
 from helixcode.store.tables import events, jobs, task_dependencies, tasks
 
 __all__ = ["JobOps"]
@@ -71,7 +71,9 @@ class JobOps(StoreBase):
             created = [event(job_id, "created", now, tasks=len(rows))]
             ready = [event(job_id, "ready", now, task_id=ids[t.id]) for t in spec.tasks if not t.depends_on]
             await self._events(conn, created + ready)
-            job_row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().one()
+            job_row = (
+                (await conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id))).mappings().one()
+            )
         if self.dialect == "postgresql" and len(rows) >= ANALYZE_AFTER:
             # Fresh statistics now, not whenever autovacuum gets to it: with stale ones the planner
             # believes the queue is tiny and sorts every ready task on each claim instead of using the
@@ -100,7 +102,7 @@ class JobOps(StoreBase):
 
     async def get_job(self, job_id: str) -> Job:
         async with self._read() as conn:
-            row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).mappings().first()
+            row = (await conn.execute(sa.select(*JOB_COLUMNS).where(jobs.c.id == job_id))).mappings().first()
         if row is None:
             raise NotFound(f"no job '{job_id}'")
         return job_from_row(row)
@@ -142,7 +144,7 @@ class JobOps(StoreBase):
     async def list_jobs(self, limit: int = 50) -> list[JobSummary]:
         async with self._read() as conn:
             rows = (
-                await conn.execute(sa.select(jobs).order_by(jobs.c.created_at.desc()).limit(limit))
+                await conn.execute(sa.select(*JOB_COLUMNS).order_by(jobs.c.created_at.desc()).limit(limit))
             ).mappings()
             return await self._summaries(conn, [job_from_row(r) for r in rows])
 
