@@ -14,7 +14,18 @@ from helixcode.errors import NotFound
 from helixcode.store.store import Store
 from helixcode.store.workers import WorkerInfo
 
-__all__ = ["TaskManager", "pick_worker"]
+__all__ = ["TaskManager", "job_workdir", "pick_worker"]
+
+
+def job_workdir(given: str | None, base: Path) -> str:
+    """Where a job submitted through the API or MCP works: a remote repository's URL as given (see
+    ``helix run --repo URL``), else a path made absolute against ``base``, the server's directory."""
+    from helixcode.agent.remote import remote_url  # lazy: the agent layer is not needed otherwise
+
+    if given and (url := remote_url(given)) is not None:
+        return url
+    chosen = Path(given or ".").expanduser()
+    return str((chosen if chosen.is_absolute() else base / chosen).resolve())
 
 
 class TaskManager:

@@ -28,7 +28,7 @@ from helixcode.config import Settings
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.goals import goal_spec
 from helixcode.domain.plan import JobSpec, parse_plan
-from helixcode.engine.manager import TaskManager
+from helixcode.engine.manager import TaskManager, job_workdir
 from helixcode.errors import AccessDenied, HelixError
 from helixcode.store.store import Store
 from helixcode.store.tokens import ROLES, Role
@@ -106,7 +106,7 @@ def build_server(backend: Backend) -> MCPServer:
                 if plan
                 else goal_spec(goal or "", name)
             )
-            job = await m.submit(spec, workdir=_workdir(workdir or spec.workdir, backend.workdir))
+            job = await m.submit(spec, workdir=job_workdir(workdir or spec.workdir, backend.workdir))
             return (await m.summary(job.id)).to_dict()
 
         return await guarded(ctx, "operator", go)
@@ -232,11 +232,6 @@ def build_server(backend: Backend) -> MCPServer:
         return await _resource(backend, ctx, go)
 
     return mcp
-
-
-def _workdir(given: str | None, base: Path) -> Path:
-    chosen = Path(given or ".").expanduser()
-    return (chosen if chosen.is_absolute() else base / chosen).resolve()
 
 
 async def _summary(m: TaskManager, job: str) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import httpx
 
 from helixcode.store.store import Store
@@ -83,6 +86,19 @@ async def test_submit_a_goal(api: Api, admin: httpx.AsyncClient) -> None:
     assert [(t["key"], t["type"], t["title"]) for t in tasks] == [
         ("plan", "planning", "add a --version flag")
     ]
+
+
+async def test_a_goal_on_a_remote_repository_keeps_its_url(
+    api: Api, admin: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A repository URL is where agent tasks clone from: it must not be turned into a local path."""
+    url = "https://git.example.com/team/app.git"
+    created = await admin.post("/api/v1/jobs", json={"goal": "add a --version flag", "workdir": url})
+    assert created.status_code == 201
+    assert created.json()["workdir"] == url
+    local = await admin.post("/api/v1/jobs", json={"goal": "add a --version flag", "workdir": "sub/dir"})
+    base = await asyncio.to_thread(tmp_path.resolve)
+    assert local.json()["workdir"] == str(base / "sub" / "dir")
 
 
 async def test_bad_input_is_a_4xx_problem_naming_the_field(api: Api, admin: httpx.AsyncClient) -> None:

@@ -12,6 +12,7 @@ from helixcode.api.deps import Manager, Operator, Viewer
 from helixcode.api.schemas import CancelOut, JobSummaryOut, PauseIn, ResumeIn, SubmitIn
 from helixcode.domain.goals import goal_spec
 from helixcode.domain.plan import parse_plan
+from helixcode.engine.manager import job_workdir
 from helixcode.errors import PlanError
 
 __all__ = ["JobRef", "TaskRef", "router"]
@@ -20,11 +21,6 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 JobRef = Annotated[str, PathParam(min_length=1, max_length=32, description="a job id or a unique prefix")]
 TaskRef = Annotated[str, PathParam(min_length=1, max_length=64, description="a task's key in its job")]
-
-
-def _workdir(requested: str | None, from_plan: str | None, base: Path) -> Path:
-    chosen = Path(requested or from_plan or ".").expanduser()
-    return (chosen if chosen.is_absolute() else base / chosen).resolve()
 
 
 @router.post("", status_code=201, response_model=JobSummaryOut, summary="Submit a job")
@@ -38,7 +34,7 @@ async def submit(body: SubmitIn, manager: Manager, _: Operator, request: Request
         except ValueError as exc:
             raise PlanError([f"goal: {exc}"]) from exc
     base: Path = request.app.state.workdir
-    job = await manager.submit(spec, workdir=_workdir(body.workdir, spec.workdir, base))
+    job = await manager.submit(spec, workdir=job_workdir(body.workdir or spec.workdir, base))
     response.headers["Location"] = f"{request.url.path}/{job.id}"
     return (await manager.summary(job.id)).to_dict()
 
