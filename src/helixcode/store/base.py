@@ -20,9 +20,9 @@ from helixcode.domain.enums import TaskStatus
 from helixcode.errors import DatabaseUnavailable, StoreError
 from helixcode.store import migrate
 from helixcode.store.database import WRITE, create_engine, db_now
-from helixcode.store.tables import events
+from helixcode.store.tables import events, tasks
 
-__all__ = ["DONE", "READY_CHANNEL", "TERMINAL", "StoreBase", "event"]
+__all__ = ["DONE", "READY_CHANNEL", "TERMINAL", "StoreBase", "event", "status_is", "unfinished"]
 
 _Stmt = TypeVar("_Stmt", bound=sa.Executable)
 
@@ -40,6 +40,18 @@ def _translate(exc: sa.exc.DBAPIError) -> StoreError:
     if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
         return DatabaseUnavailable(f"database unavailable: {exc.orig}")
     return StoreError(f"database error: {exc.orig}")
+
+
+def unfinished(status: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    """``status NOT IN (<terminal states>)`` written into the SQL: a bound list would be expanded on
+    every execution of a prepared hot-path statement."""
+    return status.not_in([sa.literal_column(f"'{s}'") for s in TERMINAL])
+
+
+def status_is(status: TaskStatus) -> sa.ColumnElement[bool]:
+    """``tasks.status = '<status>'`` with the value written into the SQL, not bound: a partial index
+    (see ``tables.tasks``) serves a query only when its condition matches the index's as a constant."""
+    return tasks.c.status == sa.literal_column(f"'{status.value}'")
 
 
 def event(

@@ -7,12 +7,19 @@ from typing import Any
 
 from helixcode.config import TasksSettings
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
-from helixcode.domain.models import Event, Job, Task
+from helixcode.domain.models import Checkpoint, Event, Job, Task
 from helixcode.domain.ordering import claim_rank
 from helixcode.domain.plan import TaskSpec
 from helixcode.store.tables import jobs
 
-__all__ = ["JOB_COLUMNS", "event_from_row", "job_from_row", "task_from_row", "task_values"]
+__all__ = [
+    "JOB_COLUMNS",
+    "checkpoint_from_row",
+    "event_from_row",
+    "job_from_row",
+    "task_from_row",
+    "task_values",
+]
 
 #: The ``jobs`` columns a ``Job`` is made from: not ``spec``, the plan as submitted, which for a large
 #: graph is megabytes of JSON to decode (1.2 s for 100,000 tasks) on every lookup.
@@ -126,4 +133,15 @@ def event_from_row(row: Mapping[Any, Any], task_key: str | None) -> Event:
         attempt=row["attempt"],
         worker_id=row["worker_id"],
         details=dict(row["details"] or {}),
+    )
+
+
+def checkpoint_from_row(row: Mapping[Any, Any]) -> Checkpoint:
+    return Checkpoint(
+        task_id=row["task_id"],
+        attempt=row["attempt"],
+        name=row["name"],
+        data=row["data"],
+        created_at=row["created_at"],
+        worker_id=row["worker_id"],
     )

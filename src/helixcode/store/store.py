@@ -1,7 +1,9 @@
 """The one store object: every SQL statement HelixCode runs lives behind its methods.
 
-Its parts live in their own modules (``jobs``, ``queue``, ``control``, ``workers``) over a shared
-``StoreBase``; dialect differences (SQLite vs PostgreSQL) stay inside this package.
+Its parts live in their own modules over a shared ``StoreBase``: ``claims`` (leasing ready tasks),
+``graph`` (what a finished task changes for its job), ``queue`` (writes under a lease, outcomes,
+maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``. Dialect
+differences (SQLite vs PostgreSQL) stay inside this package.
 """
 
 from __future__ import annotations
