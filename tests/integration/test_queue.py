@@ -658,3 +658,34 @@ async def test_complete_and_claim_claims_nothing_the_worker_cannot_run(store: St
     [a] = await store.claim("w1")
     assert await store.complete_and_claim(a.task.id, a.token, {}, "w1", ["git"], 3) == []
     assert (await statuses(store, job.id)) == {"a": S.SUCCEEDED, "gpu": S.READY}
+
+
+@pytest.mark.postgres
+async def test_a_workers_last_maintenance_waits_for_a_pass_in_progress(pg_database: str) -> None:
+    """A job left open by a completion race must be ended by the last worker to leave. If another pass
+    holds the maintenance lock (it may have started before the last completion committed), the
+    leaving worker's pass waits for it rather than skip; the reaper's own passes skip."""
+    import psycopg
+
+    from helixcode.store.queue import MAINTENANCE_LOCK_ID
+    from helixcode.worker.wakeup import libpq_dsn
+
+    store = await Store.open(Settings(database=DatabaseSettings(url=pg_database)))
+    try:
+        job = await store.create_job(spec(t("a")))
+        [a] = await store.claim("w1")
+        async with store.engine.begin() as conn:  # the task ends without ending its job: the race
+            await conn.execute(
+                sa.update(tasks).where(tasks.c.id == a.task.id).values(status="succeeded", lease_token=None)
+            )
+        async with await psycopg.AsyncConnection.connect(libpq_dsn(pg_database)) as other:
+            await other.execute("SELECT pg_advisory_xact_lock(%s)", (MAINTENANCE_LOCK_ID,))
+            assert (await store.maintain()).jobs_finished == 0  # skipped: the lock is taken
+            waiting = asyncio.create_task(store.maintain(wait=True))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            await other.commit()  # the other pass ends
+            assert (await asyncio.wait_for(waiting, 10)).jobs_finished == 1
+        assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
+    finally:
+        await store.aclose()

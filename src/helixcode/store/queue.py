@@ -568,15 +568,19 @@ class QueueOps(GraphOps):
 
     # -- maintenance ----------------------------------------------------------------------------
 
-    async def maintain(self) -> Maintenance:
+    async def maintain(self, *, wait: bool = False) -> Maintenance:
         """One maintenance pass in one transaction. Safe to call from anywhere: on PostgreSQL only one
-        caller at a time does the work (an advisory lock) and the rest skip (the reaper is the caller)."""
+        caller at a time does the work (an advisory lock) and the rest skip (the reaper is the caller).
+        ``wait``: queue behind a pass in progress instead of skipping. A worker's last pass before it
+        exits must: a pass that began before that worker's last completion committed cannot end the
+        job it completed, and with no worker left nothing else would."""
         async with self._write() as conn:
             if self.dialect == "postgresql":
-                got = (
+                if wait:
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(MAINTENANCE_LOCK_ID)))
+                elif not (
                     await conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(MAINTENANCE_LOCK_ID)))
-                ).scalar_one()
-                if not got:
+                ).scalar_one():
                     return Maintenance()
             now = await self._now(conn)
             steps: dict[str, Any] = await self._maintenance_steps(conn, now)

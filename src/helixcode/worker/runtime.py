@@ -166,7 +166,7 @@ class Worker:
                 and not await self._guarded(self.store.has_work(self.capabilities), True)
             ):
                 # One last pass so that a job left open by a completion race is ended before we go.
-                await self._guarded(self.store.maintain(), None)
+                await self._guarded(self.store.maintain(wait=True), None)
                 return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
