@@ -98,3 +98,35 @@ async def test_large_graph_is_inserted_in_one_go(store: Store) -> None:
     job = await store.create_job(spec)
     summary = await store.job_summary(job.id)
     assert summary.counts == {TaskStatus.READY: 1, TaskStatus.BLOCKED: n - 1}
+
+
+@pytest.mark.postgres
+async def test_a_settled_follower_never_passes_an_event_that_commits_late(pg_database: str) -> None:
+    """Event ids come from a sequence, and on PostgreSQL transactions commit out of id order: a reader
+    that moved its cursor past a fresh event could miss an older id that commits a moment later.
+    A settled read returns only events old enough for that not to happen."""
+    import asyncio
+
+    from helixcode.config import DatabaseSettings, Settings
+    from helixcode.store.tables import events
+
+    store = await Store.open(Settings(database=DatabaseSettings(url=pg_database)))
+    try:
+        job = await store.create_job(parse_plan({"tasks": [{"id": "a", "type": "building", "title": "a"}]}))
+        start = (await store.list_events(job.id))[-1].id
+        row = {"job_id": job.id, "kind": "progress", "details": {}}
+        async with store.engine.connect() as late:
+            await late.begin()
+            await late.execute(events.insert().values(**row, created_at=await store.now()))  # the lower id
+            async with store.engine.begin() as early:
+                await early.execute(events.insert().values(**row, created_at=await store.now()))
+            unsettled = await store.list_events(job.id, start)
+            assert len(unsettled) == 1, "the hazard: the higher id is visible, the lower one not yet"
+            assert await store.list_events(job.id, start, settled=True) == []
+            await late.commit()
+        await asyncio.sleep(1.1)
+        settled = await store.list_events(job.id, start, settled=True)
+        assert len(settled) == 2
+        assert settled[0].id < settled[1].id
+    finally:
+        await store.aclose()

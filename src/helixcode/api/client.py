@@ -145,8 +145,13 @@ class RemoteManager:
         params = {"status": [s.value for s in statuses]} if statuses else None
         return [task_from_dict(d) for d in await self._call("GET", f"/jobs/{ref}/tasks", params=params)]
 
-    async def events(self, ref: str, after_id: int = 0, limit: int = 1000) -> list[Event]:
-        page = await self._call("GET", f"/jobs/{ref}/events", params={"after": after_id, "limit": limit})
+    async def events(
+        self, ref: str, after_id: int = 0, limit: int = 1000, *, settled: bool = False
+    ) -> list[Event]:
+        params: dict[str, Any] = {"after": after_id, "limit": limit}
+        if settled:
+            params["settled"] = "true"
+        page = await self._call("GET", f"/jobs/{ref}/events", params=params)
         return [event_from_dict(d) for d in page]
 
     async def pause(self, ref: str, reason: str = "paused by request") -> str:

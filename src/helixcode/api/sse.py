@@ -38,7 +38,7 @@ async def event_stream(
     quiet_since = time.monotonic()
     yield "retry: 1000\n\n"
     while True:
-        batch = await manager.events(job_id, cursor, BATCH)
+        batch = await manager.events(job_id, cursor, BATCH, settled=True)
         for event in batch:
             yield format_event(event)
             cursor = event.id
@@ -46,10 +46,11 @@ async def event_stream(
             quiet_since = time.monotonic()
             continue
         if (await manager.summary(job_id)).job.status.terminal:
-            # The final events commit with the job's status: read once more, then stop.
-            for event in await manager.events(job_id, cursor, BATCH):
-                yield format_event(event)
-                cursor = event.id
+            # The final events commit with the job's status: read the rest unsettled, then stop.
+            while rest := await manager.events(job_id, cursor, BATCH):
+                for event in rest:
+                    yield format_event(event)
+                    cursor = event.id
             yield f"event: end\ndata: {json.dumps({'job_id': job_id, 'last_event_id': cursor})}\n\n"
             return
         if time.monotonic() - quiet_since >= keepalive:

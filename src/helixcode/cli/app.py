@@ -137,8 +137,9 @@ def events(
 
     async def go(manager: TaskManager) -> None:
         cursor = after
+        ended = False
         while True:
-            batch = await manager.events(job, cursor)
+            batch = await manager.events(job, cursor, settled=follow and not ended)
             for event in batch:
                 if as_json and follow:
                     console.print_json(json.dumps(event.to_dict(), default=str), indent=None)
@@ -150,10 +151,12 @@ def events(
             if not follow:
                 return
             if not batch:
-                summary = await manager.summary(job)
-                if summary.job.status.terminal:
+                if ended:
                     return
-                await asyncio.sleep(0.5)
+                # Once the job has ended, what is left is read unsettled, then we stop.
+                ended = (await manager.summary(job)).job.status.terminal
+                if not ended:
+                    await asyncio.sleep(0.5)
 
     run(go)
 

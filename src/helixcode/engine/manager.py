@@ -51,8 +51,11 @@ class TaskManager:
     async def tasks(self, ref: str, statuses: list[TaskStatus] | None = None) -> list[Task]:
         return await self.store.list_tasks(await self.resolve(ref), statuses)
 
-    async def events(self, ref: str, after_id: int = 0, limit: int = 1000) -> list[Event]:
-        return await self.store.list_events(await self.resolve(ref), after_id, limit)
+    async def events(
+        self, ref: str, after_id: int = 0, limit: int = 1000, *, settled: bool = False
+    ) -> list[Event]:
+        """``settled`` for a reader following a live job by id (see ``Store.list_events``)."""
+        return await self.store.list_events(await self.resolve(ref), after_id, limit, settled=settled)
 
     # -- control ----------------------------------------------------------------------------------
 

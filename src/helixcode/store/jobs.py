@@ -16,11 +16,14 @@ from helixcode.domain.plan import JobSpec
 from helixcode.domain.progress import LeafProgress, estimate_eta
 from helixcode.errors import NotFound
 from helixcode.store.base import DONE, TERMINAL, StoreBase, event
+from helixcode.store.database import db_now
 from helixcode.store.rows import JOB_COLUMNS, event_from_row, job_from_row, task_from_row, task_values
 from helixcode.store.tables import events, jobs, task_dependencies, tasks
 
 __all__ = ["JobOps"]
 
+#: How old an event must be before a settled read returns it (see ``list_events``).
+SETTLE_SECONDS = 1.0
 #: Submissions at least this large refresh the planner's statistics (PostgreSQL).
 ANALYZE_AFTER = 1000
 
@@ -218,8 +221,16 @@ class JobOps(StoreBase):
 
     # -- events ---------------------------------------------------------------------------------
 
-    async def list_events(self, job_id: str, after_id: int = 0, limit: int = 1000) -> list[Event]:
-        """Events of a job after ``after_id``, oldest first; the id doubles as a resume cursor."""
+    async def list_events(
+        self, job_id: str, after_id: int = 0, limit: int = 1000, *, settled: bool = False
+    ) -> list[Event]:
+        """Events of a job after ``after_id``, oldest first; the id doubles as a resume cursor.
+
+        ``settled``, for readers that follow a live log by that cursor: on PostgreSQL, ids come from a
+        sequence and concurrent transactions commit out of id order, so a reader that moved its cursor
+        past a young event could miss an older id that commits a moment later. Settled reads return
+        only events at least ``SETTLE_SECONDS`` old. SQLite has one writer at a time: ids are in commit
+        order there. Once a job has ended, read without it for the rest."""
         stmt = (
             sa.select(events, tasks.c.key.label("task_key"))
             .select_from(events.outerjoin(tasks, tasks.c.id == events.c.task_id))
@@ -227,6 +238,8 @@ class JobOps(StoreBase):
             .order_by(events.c.id)
             .limit(limit)
         )
+        if settled and self.dialect == "postgresql":
+            stmt = stmt.where(events.c.created_at <= db_now() - SETTLE_SECONDS)
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [event_from_row(r, r["task_key"]) for r in rows]

@@ -62,6 +62,9 @@ async def job_events(
     request: Request,
     after: Annotated[int, Query(ge=0, le=2**62, description="only events with a larger id")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    settled: Annotated[
+        bool, Query(description="only events old enough that no earlier id can still commit (following)")
+    ] = False,
     last_event_id: Annotated[
         str | None, Header(max_length=32, description="SSE resume cursor; wins over `after`")
     ] = None,
@@ -70,7 +73,7 @@ async def job_events(
     ends. Otherwise one JSON page (``after``/``limit``)."""
     job_id = await manager.resolve(job)
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return [e.to_dict() for e in await manager.events(job_id, after, limit)]
+        return [e.to_dict() for e in await manager.events(job_id, after, limit, settled=settled)]
     cursor = after
     if last_event_id is not None and last_event_id.strip().isdigit():
         cursor = int(last_event_id.strip())
