@@ -126,8 +126,10 @@ async def test_a_timed_out_sleep_resumes_from_its_checkpoint(store: Store, make_
     assert last["output"]["slept"] == 1.2
     # Every attempt is shorter than the whole sleep: only resuming from checkpoints can finish it.
     assert 0.0 < last["output"]["resumed_from"] < 1.2
-    checkpoints = [e for e in await store.list_events(job.id) if e.kind == "checkpoint"]
-    assert {e.attempt for e in checkpoints} == set(range(1, task.attempts + 1))
+    # Every attempt that timed out had checkpointed; the last one does only if it had more than one
+    # chunk left (a checkpoint right before the result would be dead weight).
+    checkpointed = {e.attempt for e in await store.list_events(job.id) if e.kind == "checkpoint"}
+    assert set(range(1, task.attempts)) <= checkpointed <= set(range(1, task.attempts + 1))
     assert stats.succeeded == 1
 
 
