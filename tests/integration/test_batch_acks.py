@@ -175,3 +175,20 @@ async def test_a_batch_that_also_claims_records_first_and_claims_the_freed_slots
         assert refused == []
         left += more
     assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_batch_that_claims_from_another_job_still_decides_whether_its_job_ended(store: Store) -> None:
+    a_job = await store.create_job(spec(t("a1"), t("a2"), t("a3")))
+    a1, a2, a3 = await store.claim("w1", limit=3)
+    b_job = await store.create_job(spec(*[t(f"b{i}", priority="high") for i in range(3)]))
+    refused, got = await store.complete_many_and_claim(
+        [(a1.task.id, a1.token, {}), (a2.task.id, a2.token, {})], "w1", (), 2
+    )
+    assert refused == []
+    assert [c.task.key for c in got] == ["b0", "b1"]
+    assert (await store.get_job(a_job.id)).status is JobStatus.RUNNING, "a3 still runs"
+    refused, more = await store.complete_many_and_claim([(a3.task.id, a3.token, {})], "w1", (), 1)
+    assert [c.task.key for c in more] == ["b2"]
+    assert (await store.get_job(a_job.id)).status is JobStatus.SUCCEEDED
+    await store.complete_many_and_claim([(c.task.id, c.token, {}) for c in (*got, *more)], "w1", (), 3)
+    assert (await store.get_job(b_job.id)).status is JobStatus.SUCCEEDED

@@ -653,6 +653,25 @@ async def test_complete_and_claim_records_the_success_then_claims_for_the_freed_
     assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
 
 
+async def test_a_completion_that_claims_from_another_job_still_decides_whether_its_job_ended(
+    store: Store,
+) -> None:
+    """The fused statement asks whether the job is done only when its claim took nothing from that job;
+    here every claim comes from the other job, so the question is asked each time."""
+    a_job = await store.create_job(spec(t("a1"), t("a2")))
+    a1, a2 = await store.claim("w1", limit=2)
+    b_job = await store.create_job(spec(t("b1", priority="high"), t("b2", priority="high")))
+    got = await store.complete_and_claim(a1.task.id, a1.token, {}, "w1", (), 1)
+    assert [c.task.key for c in got] == ["b1"]
+    assert (await store.get_job(a_job.id)).status is JobStatus.RUNNING, "a2 still runs"
+    more = await store.complete_and_claim(a2.task.id, a2.token, {}, "w1", (), 1)
+    assert [c.task.key for c in more] == ["b2"]
+    assert (await store.get_job(a_job.id)).status is JobStatus.SUCCEEDED
+    for c in (*got, *more):
+        await store.complete_and_claim(c.task.id, c.token, {}, "w1", (), 1)
+    assert (await store.get_job(b_job.id)).status is JobStatus.SUCCEEDED
+
+
 async def test_complete_and_claim_claims_nothing_the_worker_cannot_run(store: Store) -> None:
     job = await store.create_job(spec(t("a"), t("gpu", requires=["gpu"])))
     [a] = await store.claim("w1")

@@ -138,10 +138,11 @@ class BatchOps(QueueOps):
     def _complete_many_and_claim_statement(self) -> sa.Executable:
         """One row per claimed task (or one row with no task), each carrying the batch's completions as
         a JSON array ``done``: a plain join of the two sets would multiply them."""
-        finished = self._complete_many_statement(True)
+        finished = self._complete_many_statement(True, check_open=False)
         assert isinstance(finished, sa.Select)
         completion = finished.cte("completion")
         claimed, logged = self._claim_ctes()
+        done_ids = sa.select(completion.c.id).scalar_subquery()
         done = (
             sa.select(
                 sa.func.json_agg(
@@ -153,7 +154,7 @@ class BatchOps(QueueOps):
                         "now",
                         completion.c.now,
                         "others_open",
-                        completion.c.others_open,
+                        self._open_unless_claimed(claimed, completion.c.job_id, done_ids),
                     )
                 )
             )
@@ -197,7 +198,7 @@ class BatchOps(QueueOps):
         done = {r["id"] for r in rows}
         return [t for t in wanted if t not in done]
 
-    def _complete_many_statement(self, release: bool) -> sa.Executable:
+    def _complete_many_statement(self, release: bool, *, check_open: bool = True) -> sa.Executable:
         """``p_items`` is a JSON array of ``{id, token, output}``; rows whose token no longer holds the
         lease are left alone (and reported refused by their absence). As in ``complete``, ``lease_owner``
         stays as the record of who ran the task."""
@@ -210,5 +211,5 @@ class BatchOps(QueueOps):
             )
             .render_derived(name="given", with_types=True)
         )
-        done = self._succeed(given).cte("done")
+        done = self._succeed(given, check_open=check_open).cte("done")
         return self._record_success(done, done.c.output, release=release)

@@ -55,16 +55,31 @@ class ClaimOps(StoreBase):
         """``tasks.requires`` is a subset of the bound ``p_caps`` (see ``_caps``)."""
         if self.dialect == "postgresql":
             requires = sa.type_coerce(tasks.c.requires, postgresql.JSONB())
-            subset: sa.ColumnElement[bool] = requires.contained_by(
-                sa.bindparam("p_caps", type_=postgresql.JSONB())
-            )
-            return subset
+            subset = requires.contained_by(sa.bindparam("p_caps", type_=postgresql.JSONB()))
+            # As a CASE (see ``_generic_plan_friendly``); most tasks require nothing.
+            nothing = requires == sa.literal_column("'[]'::jsonb", postgresql.JSONB())
+            return self._generic_plan_friendly(nothing, subset)
         each = sa.func.json_each(tasks.c.requires).table_valued("value")
         return ~sa.exists(
             sa.select(sa.literal(1))
             .select_from(each)
             .where(each.c.value.not_in(sa.bindparam("p_caps", expanding=True)))
         )
+
+    def _generic_plan_friendly(
+        self, shortcut: sa.ColumnElement[bool], test: sa.ColumnElement[bool]
+    ) -> sa.ColumnElement[bool]:
+        """``shortcut OR test``, written for PostgreSQL as ``CASE WHEN shortcut THEN true ELSE test END``.
+
+        The hot-path statements are prepared, and PostgreSQL plans a prepared statement once for any
+        parameters (a generic plan) only if that plan looks no dearer than planning each call afresh;
+        planning the fused completion-and-claim costs more than running it. A bare ``requires <@ $1`` or
+        ``criticality >= $2`` gets a fixed selectivity guess so small that the generic plan sorts every
+        ready task instead of walking the claim index, and so it is never chosen. A CASE is estimated as
+        not selective, and the generic plan walks the index as a custom one does."""
+        if self.dialect != "postgresql":
+            return sa.or_(shortcut, test)
+        return sa.case((shortcut, sa.true()), else_=test)
 
     @staticmethod
     def _caps(capabilities: Iterable[str]) -> list[str]:
@@ -170,7 +185,7 @@ class ClaimOps(StoreBase):
                 status_is(S.READY),
                 running_job,
                 self._capable(),
-                tasks.c.criticality >= sa.bindparam("p_min_crit", type_=sa.Integer()),
+                self._criticality_floor(),
             )
             .order_by(tasks.c.claim_rank, tasks.c.chain_rank, tasks.c.ready_at, tasks.c.id)
             .limit(sa.bindparam("p_limit", type_=sa.Integer()))
@@ -219,6 +234,13 @@ class ClaimOps(StoreBase):
             found = await conn.execute(sa.select(jobs.c.id, jobs.c.workdir).where(jobs.c.id.in_(missing)))
             self._workdir_cache.update(dict(found.all()))
         return {j: self._workdir_cache.get(j) for j in job_ids}
+
+    def _criticality_floor(self) -> sa.ColumnElement[bool]:
+        """At or above ``p_min_crit``, which is -1 when the worker takes any criticality."""
+        floor = sa.bindparam("p_min_crit", type_=sa.Integer())
+        if self.dialect != "postgresql":
+            return tasks.c.criticality >= floor
+        return self._generic_plan_friendly(floor < 0, tasks.c.criticality >= floor)
 
     def _within_capacity(self) -> sa.ColumnElement[bool]:
         """Graceful degradation at claim time: below the capacity floor only tasks at or above

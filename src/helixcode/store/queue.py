@@ -218,6 +218,9 @@ class QueueOps(GraphOps):
                 statement = self._prepared("complete", self._succeed_and_record)
                 row = await self._run_fenced(conn, statement, {**params, "p_output": dict(output or {})})
                 now = row["now"]
+                propagate = bool(row["dependents"] or row["parent_id"] is not None)
+                if propagate or not row["others_open"]:
+                    await self._after_done(conn, row["job_id"], [task_id], now, propagate=propagate)
             else:
                 row = await self._run_fenced(conn, self._prepared("succeed", self._succeed), params)
                 now = row["now"]
@@ -237,8 +240,14 @@ class QueueOps(GraphOps):
                         )
                     ],
                 )
-            propagate = bool(row["dependents"] or row["parent_id"] is not None)
-            if propagate or not row["others_open"]:
+                waited_on = self._prepared(
+                    "waited_on",
+                    lambda: sa.select(
+                        sa.exists().where(task_dependencies.c.depends_on_id == sa.bindparam("p_task"))
+                    ),
+                )
+                propagate = bool(await conn.scalar(waited_on, params) or row["parent_id"] is not None)
+                # The job may have ended with this task (``_after_done`` looks).
                 await self._after_done(conn, row["job_id"], [task_id], now, propagate=propagate)
 
     async def complete_and_claim(
@@ -282,35 +291,45 @@ class QueueOps(GraphOps):
     def _complete_and_claim_statement(self) -> sa.Executable:
         """PostgreSQL: ``complete+release`` as a CTE, gating the claim's CTEs; one row per claimed task
         (or one with no task), each carrying the completion's columns as ``done_*``."""
-        finished = self._succeed_and_record(release=True)
+        finished = self._succeed_and_record(release=True, check_open=False)
         assert isinstance(finished, sa.Select)
         completion = finished.cte("completion")
         claimed, logged = self._claim_ctes(gate=completion)
+        others_open = self._open_unless_claimed(claimed, completion.c.job_id, completion.c.id)
         return (
-            sa.select(*[c.label(f"done_{c.key}") for c in completion.c], claimed)
+            sa.select(
+                *[c.label(f"done_{c.key}") for c in completion.c],
+                others_open.label("done_others_open"),
+                claimed,
+            )
             .select_from(completion.outerjoin(claimed, sa.true()))
             .add_cte(logged)
         )
 
-    def _succeed(self, given: sa.TableValuedAlias | None = None) -> sa.UpdateBase:
+    def _succeed(self, given: sa.TableValuedAlias | None = None, *, check_open: bool = True) -> sa.UpdateBase:
         """Mark held tasks succeeded in one fenced statement that also returns what the rest of the
-        completion needs: the clock, whether anything waits on each, and whether other tasks of its
-        job are still open (if so, the job cannot end here). One task is ``p_task`` with ``p_token``;
-        with ``given`` (rows of id, token, output), a batch, whose outputs come back too.
-        ``lease_owner`` stays as the record of who ran it; the cleared token is what ends the lease."""
+        completion needs: the clock, whether anything waits on each, and (with ``check_open``) whether
+        other tasks of its job are still open (if so, the job cannot end here). One task is ``p_task``
+        with ``p_token``; with ``given`` (rows of id, token, output), a batch, whose outputs come back
+        too. ``lease_owner`` stays as the record of who ran it; the cleared token is what ends the lease."""
         deps = task_dependencies
-        other = tasks.alias("other")
         if given is None:
             task_id = sa.bindparam("p_task", type_=sa.Integer())
             held = sa.and_(
                 tasks.c.id == task_id, tasks.c.lease_token == sa.bindparam("p_token", type_=sa.String())
             )
-            not_done = other.c.id != task_id
+            done_ids: sa.ColumnElement[Any] | sa.ScalarSelect[Any] = task_id
             extra: list[sa.ColumnElement[Any]] = []
         else:
             held = sa.and_(tasks.c.id == given.c.id, tasks.c.lease_token == given.c.token)
-            not_done = other.c.id.not_in(sa.select(given.c.id).scalar_subquery())
+            done_ids = sa.select(given.c.id).scalar_subquery()
             extra = [given.c.output]
+        if self.dialect == "postgresql":
+            # SQLite writes RETURNING's columns unqualified, so a correlated subquery there would compare
+            # its own columns: ``complete`` asks these questions in separate queries on SQLite.
+            extra.append(sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"))
+            if check_open:
+                extra.append(self._others_open(tasks.c.job_id, done_ids).label("others_open"))
         return (
             tasks.update()
             .where(held, tasks.c.status == S.RUNNING.value)
@@ -331,14 +350,31 @@ class QueueOps(GraphOps):
                 tasks.c.parent_id,
                 tasks.c.finished_at.label("now"),
                 *extra,
-                sa.exists().where(deps.c.depends_on_id == tasks.c.id).label("dependents"),
-                # Other rows are read as of the statement's start, when these tasks still look running:
-                # leave them out.
-                sa.exists()
-                .where(other.c.job_id == tasks.c.job_id, unfinished(other.c.status), not_done)
-                .label("others_open"),
             )
         )
+
+    @staticmethod
+    def _others_open(
+        job_id: sa.ColumnElement[str], done: sa.ColumnElement[Any] | sa.ScalarSelect[Any]
+    ) -> sa.Exists:
+        """Whether the job has unfinished tasks besides ``done`` (an id, or a subquery of ids). Other
+        rows are read as of the statement's start, when the tasks it completes still look running: so
+        they are left out by id."""
+        other = tasks.alias("other")
+        excluded = other.c.id.not_in(done) if isinstance(done, sa.ScalarSelect) else other.c.id != done
+        return sa.exists().where(other.c.job_id == job_id, unfinished(other.c.status), excluded)
+
+    @staticmethod
+    def _open_unless_claimed(
+        claimed: sa.CTE, job_id: sa.ColumnElement[str], done: sa.ColumnElement[Any] | sa.ScalarSelect[Any]
+    ) -> sa.Case[bool]:
+        """``_others_open`` for a statement that also claims: a task just claimed from the same job
+        already says yes. The CASE keeps the search over the job's tasks (a scan that grows with the
+        job's finished tasks) for the rare completion that claims nothing from its own job."""
+        same_job = sa.exists(
+            sa.select(claimed.c.id).where(claimed.c.job_id == job_id).correlate_except(claimed)
+        )
+        return sa.case((same_job, sa.true()), else_=QueueOps._others_open(job_id, done))
 
     @staticmethod
     async def _run_fenced(
@@ -349,9 +385,9 @@ class QueueOps(GraphOps):
             raise LeaseLost(params["p_task"], params["p_token"])
         return row
 
-    def _succeed_and_record(self, *, release: bool = False) -> sa.Executable:
+    def _succeed_and_record(self, *, release: bool = False, check_open: bool = True) -> sa.Executable:
         """PostgreSQL: one task's success (``p_task``, ``p_token``, ``p_output``) in one statement."""
-        done = self._succeed().cte("done")
+        done = self._succeed(check_open=check_open).cte("done")
         return self._record_success(done, sa.bindparam("p_output", type_=postgresql.JSONB()), release=release)
 
     def _record_success(
@@ -401,7 +437,7 @@ class QueueOps(GraphOps):
             done.c.parent_id,
             done.c.now,
             done.c.dependents,
-            done.c.others_open,
+            *[c for c in done.c if c.key == "others_open"],
         ]
         if not release:
             return sa.select(*columns).add_cte(recorded.cte("recorded"), logged)
