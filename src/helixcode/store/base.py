@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from helixcode.config import Settings
@@ -20,14 +21,23 @@ from helixcode.domain.enums import TaskStatus
 from helixcode.errors import DatabaseUnavailable, StoreError
 from helixcode.store import migrate
 from helixcode.store.database import WRITE, create_engine, db_now
-from helixcode.store.tables import events, tasks
+from helixcode.store.tables import TERMINAL, events, tasks
 
-__all__ = ["DONE", "READY_CHANNEL", "TERMINAL", "StoreBase", "event", "status_is", "unfinished"]
+__all__ = [
+    "DONE",
+    "EMPTY_JSONB",
+    "READY_CHANNEL",
+    "TERMINAL",
+    "StoreBase",
+    "const",
+    "event",
+    "status_is",
+    "unfinished",
+]
 
 _Stmt = TypeVar("_Stmt", bound=sa.Executable)
 
 DONE = (TaskStatus.SUCCEEDED.value, TaskStatus.SKIPPED.value)
-TERMINAL = tuple(s.value for s in TaskStatus if s.terminal)
 
 
 #: The PostgreSQL channel idle workers LISTEN on, and the events that make a task claimable.
@@ -44,14 +54,30 @@ def _translate(exc: sa.exc.DBAPIError) -> StoreError:
 
 def unfinished(status: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
     """``status NOT IN (<terminal states>)`` written into the SQL: a bound list would be expanded on
-    every execution of a prepared hot-path statement."""
+    every execution of a prepared hot-path statement, and only these constants match the predicate of
+    the open-tasks index (``tables.tasks``)."""
     return status.not_in([sa.literal_column(f"'{s}'") for s in TERMINAL])
+
+
+def const(value: str | float | None) -> sa.ColumnElement[Any]:
+    """A constant written into the SQL instead of bound. In a hot-path statement every bound value is
+    one more parameter to build, adapt and send on each execution, and longer text: psycopg caches
+    its conversion of a statement only up to 4 KiB. Only for values fixed in code, never for input."""
+    if value is None:
+        return sa.null()
+    if isinstance(value, str):
+        return sa.literal_column("'" + value.replace("'", "''") + "'", sa.String())
+    return sa.literal_column(repr(value), sa.Double() if isinstance(value, float) else sa.Integer())
+
+
+#: ``'{}'::jsonb``, for PostgreSQL-only statements.
+EMPTY_JSONB = sa.literal_column("'{}'::jsonb", postgresql.JSONB())
 
 
 def status_is(status: TaskStatus) -> sa.ColumnElement[bool]:
     """``tasks.status = '<status>'`` with the value written into the SQL, not bound: a partial index
     (see ``tables.tasks``) serves a query only when its condition matches the index's as a constant."""
-    return tasks.c.status == sa.literal_column(f"'{status.value}'")
+    return tasks.c.status == const(status.value)
 
 
 def event(

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 from helixcode.domain.enums import Criticality, TaskStatus
 from helixcode.domain.models import Claim
-from helixcode.store.base import event
+from helixcode.store.base import const, event
 from helixcode.store.queue import _LEASE_CLEARED, QueueOps
 from helixcode.store.tables import results, task_dependencies, tasks
 
@@ -147,13 +147,13 @@ class BatchOps(QueueOps):
             sa.select(
                 sa.func.json_agg(
                     sa.func.json_build_object(
-                        "id",
+                        const("id"),
                         completion.c.id,
-                        "job_id",
+                        const("job_id"),
                         completion.c.job_id,
-                        "now",
+                        const("now"),
                         completion.c.now,
-                        "others_open",
+                        const("others_open"),
                         self._open_unless_claimed(claimed, completion.c.job_id, done_ids),
                     )
                 )
@@ -161,7 +161,7 @@ class BatchOps(QueueOps):
             .select_from(completion)
             .scalar_subquery()
         )
-        one = sa.select(sa.literal(1).label("one")).subquery("one")
+        one = sa.select(const(1).label("one")).subquery("one")
         return (
             sa.select(done.label("done"), claimed)
             .select_from(one.outerjoin(claimed, sa.true()))

@@ -19,7 +19,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from helixcode.domain.enums import Criticality, JobStatus, TaskStatus
 from helixcode.domain.models import Checkpoint, Claim
-from helixcode.store.base import StoreBase, event, status_is
+from helixcode.store.base import EMPTY_JSONB, StoreBase, const, event, status_is
 from helixcode.store.database import db_now
 from helixcode.store.rows import checkpoint_from_row, task_from_row
 from helixcode.store.tables import checkpoints, events, jobs, tasks, workers
@@ -166,8 +166,8 @@ class ClaimOps(StoreBase):
             sa.select(
                 claimed.c.job_id,
                 claimed.c.id,
-                sa.literal("claimed"),
-                sa.literal({}, type_=postgresql.JSONB()),
+                const("claimed"),
+                EMPTY_JSONB,
                 claimed.c.attempts,
                 sa.bindparam("p_worker", type_=sa.String()),
                 claimed.c.started_at,
@@ -178,7 +178,9 @@ class ClaimOps(StoreBase):
     def _claim_update(self, gate: sa.CTE | None = None) -> sa.Update:
         # The job test is an EXISTS, not a join: a join lets SQLite's planner start from jobs and sort
         # every ready task, where this way it walks the claim index and stops after ``limit`` rows.
-        running_job = sa.exists().where(jobs.c.id == tasks.c.job_id, jobs.c.status == JobStatus.RUNNING.value)
+        running_job = sa.exists().where(
+            jobs.c.id == tasks.c.job_id, jobs.c.status == const(JobStatus.RUNNING.value)
+        )
         candidates = (
             sa.select(tasks.c.id)
             .where(
@@ -215,13 +217,13 @@ class ClaimOps(StoreBase):
             tasks.update()
             .where(target)
             .values(
-                status=S.RUNNING.value,
+                status=const(S.RUNNING.value),
                 lease_owner=worker,
                 lease_token=new_token(),
-                lease_expires_at=now + self.settings.tasks.lease_ttl,
-                attempts=tasks.c.attempts + 1,
+                lease_expires_at=now + const(float(self.settings.tasks.lease_ttl)),
+                attempts=tasks.c.attempts + const(1),
                 started_at=now,
-                next_attempt_at=None,
+                next_attempt_at=sa.null(),
             )
             .returning(*tasks.c)
         )
@@ -240,7 +242,7 @@ class ClaimOps(StoreBase):
         floor = sa.bindparam("p_min_crit", type_=sa.Integer())
         if self.dialect != "postgresql":
             return tasks.c.criticality >= floor
-        return self._generic_plan_friendly(floor < 0, tasks.c.criticality >= floor)
+        return self._generic_plan_friendly(floor < const(0), tasks.c.criticality >= floor)
 
     def _within_capacity(self) -> sa.ColumnElement[bool]:
         """Graceful degradation at claim time: below the capacity floor only tasks at or above

@@ -12,7 +12,7 @@ from helixcode.domain.graph import validate_graph
 from helixcode.domain.splitting import Part
 from helixcode.domain.states import check_transition
 from helixcode.errors import NotFound, SchedulerError
-from helixcode.store.base import TERMINAL, event
+from helixcode.store.base import event, unfinished
 from helixcode.store.queue import BROKEN, QueueOps
 from helixcode.store.rows import JOB_COLUMNS
 from helixcode.store.tables import jobs, task_dependencies, tasks
@@ -197,16 +197,16 @@ class ControlOps(QueueOps):
             if JobStatus(job["status"]).terminal:
                 raise SchedulerError(f"job {job_id} is already {job['status']}")
             # Every task it cancels gets its own event (what it was, and who ran it if it was running).
-            unfinished = (
+            open_tasks = (
                 await conn.execute(
                     sa.select(tasks.c.id, tasks.c.status, tasks.c.attempts, tasks.c.lease_owner).where(
-                        tasks.c.job_id == job_id, tasks.c.status.not_in(TERMINAL)
+                        tasks.c.job_id == job_id, unfinished(tasks.c.status)
                     )
                 )
             ).all()
             result = await conn.execute(
                 tasks.update()
-                .where(tasks.c.job_id == job_id, tasks.c.status.not_in(TERMINAL))
+                .where(tasks.c.job_id == job_id, unfinished(tasks.c.status))
                 .values(
                     status=S.CANCELLED.value,
                     finished_at=now,
@@ -224,7 +224,7 @@ class ControlOps(QueueOps):
                 conn,
                 [
                     event(job_id, "cancelled", now, task_id=t, attempt=a, worker_id=w, was=was)
-                    for t, was, a, w in unfinished
+                    for t, was, a, w in open_tasks
                 ]
                 + [event(job_id, "cancelled", now, tasks=result.rowcount)],
             )

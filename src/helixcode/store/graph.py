@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helixcode.domain.enums import Criticality, JobStatus, TaskStatus
-from helixcode.store.base import DONE, TERMINAL, event
+from helixcode.store.base import DONE, event, unfinished
 from helixcode.store.claims import ClaimOps
 from helixcode.store.tables import jobs, task_dependencies, tasks
 
@@ -208,14 +208,12 @@ class GraphOps(ClaimOps):
         last two tasks at once each still see the other's task running and neither ends the job;
         rather than serialise every completion of a job on its row, maintenance (``_finish_idle_jobs``)
         ends such jobs on its next pass."""
-        unfinished = (
+        still_open = (
             await conn.execute(
-                sa.select(tasks.c.id)
-                .where(tasks.c.job_id == job_id, tasks.c.status.not_in(TERMINAL))
-                .limit(1)
+                sa.select(tasks.c.id).where(tasks.c.job_id == job_id, unfinished(tasks.c.status)).limit(1)
             )
         ).first()
-        if unfinished is not None:
+        if still_open is not None:
             return
         broken = (
             await conn.execute(

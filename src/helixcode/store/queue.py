@@ -23,7 +23,7 @@ from helixcode.domain.enums import Criticality, JobStatus, TaskStatus
 from helixcode.domain.models import Checkpoint, Claim, LeaseState, Maintenance
 from helixcode.domain.ordering import CRIT_LEVELS, TOP_PRIORITY
 from helixcode.errors import LeaseLost, SchedulerError
-from helixcode.store.base import READY_CHANNEL, TERMINAL, event, status_is, unfinished
+from helixcode.store.base import EMPTY_JSONB, READY_CHANNEL, const, event, status_is, unfinished
 from helixcode.store.database import db_now
 from helixcode.store.graph import BROKEN, GraphOps
 from helixcode.store.rows import checkpoint_from_row
@@ -332,14 +332,14 @@ class QueueOps(GraphOps):
                 extra.append(self._others_open(tasks.c.job_id, done_ids).label("others_open"))
         return (
             tasks.update()
-            .where(held, tasks.c.status == S.RUNNING.value)
+            .where(held, status_is(S.RUNNING))
             .values(
-                status=S.SUCCEEDED.value,
+                status=const(S.SUCCEEDED.value),
                 finished_at=db_now(),
-                progress=1.0,
-                last_error=None,
-                lease_token=None,
-                lease_expires_at=None,
+                progress=const(1.0),
+                last_error=sa.null(),
+                lease_token=sa.null(),
+                lease_expires_at=sa.null(),
             )
             .returning(
                 tasks.c.id,
@@ -404,7 +404,7 @@ class QueueOps(GraphOps):
                 done.c.id,
                 done.c.attempts,
                 done.c.lease_owner,
-                sa.literal("succeeded"),
+                const("succeeded"),
                 sa.null(),
                 output,
                 done.c.started_at,
@@ -412,7 +412,7 @@ class QueueOps(GraphOps):
             ),
         )
         duration = sa.func.round(
-            sa.cast(done.c.now - sa.func.coalesce(done.c.started_at, done.c.now), sa.Numeric), 3
+            sa.cast(done.c.now - sa.func.coalesce(done.c.started_at, done.c.now), sa.Numeric), const(3)
         )
         logged = (
             events.insert()
@@ -421,8 +421,8 @@ class QueueOps(GraphOps):
                 sa.select(
                     done.c.job_id,
                     done.c.id,
-                    sa.literal("succeeded"),
-                    sa.func.jsonb_build_object("duration", duration),
+                    const("succeeded"),
+                    sa.func.jsonb_build_object(const("duration"), duration),
                     done.c.attempts,
                     done.c.lease_owner,
                     done.c.now,
@@ -451,13 +451,13 @@ class QueueOps(GraphOps):
             .group_by(deps.c.task_id)
             .subquery("satisfied")
         )
-        freed = sa.and_(tasks.c.pending_deps - satisfied.c.n <= 0, tasks.c.status == S.BLOCKED.value)
+        freed = sa.and_(tasks.c.pending_deps - satisfied.c.n <= const(0), status_is(S.BLOCKED))
         released = (
             tasks.update()
             .where(tasks.c.id == satisfied.c.task_id)
             .values(
                 pending_deps=tasks.c.pending_deps - satisfied.c.n,
-                status=sa.case((freed, S.READY.value), else_=tasks.c.status),
+                status=sa.case((freed, const(S.READY.value)), else_=tasks.c.status),
                 ready_at=sa.case((freed, satisfied.c.now), else_=tasks.c.ready_at),
             )
             .returning(tasks.c.id, tasks.c.job_id, tasks.c.status, tasks.c.pending_deps, satisfied.c.now)
@@ -471,12 +471,12 @@ class QueueOps(GraphOps):
                 sa.select(
                     released.c.job_id,
                     released.c.id,
-                    sa.literal("ready"),
-                    sa.literal({}, type_=postgresql.JSONB()),
+                    const("ready"),
+                    EMPTY_JSONB,
                     released.c.now,
                 ).where(
-                    released.c.status == S.READY.value,
-                    released.c.pending_deps <= 0,
+                    released.c.status == const(S.READY.value),
+                    released.c.pending_deps <= const(0),
                     sa.exists(sa.select(logged.c.id)),
                 ),
             )
@@ -486,7 +486,10 @@ class QueueOps(GraphOps):
         woke = (
             sa.select(sa.func.count())
             .select_from(
-                sa.select(sa.func.pg_notify(READY_CHANNEL, "")).select_from(ready_logged).limit(1).subquery()
+                sa.select(sa.func.pg_notify(const(READY_CHANNEL), const("")))
+                .select_from(ready_logged)
+                .limit(const(1))
+                .subquery()
             )
             .scalar_subquery()
         )
@@ -624,11 +627,11 @@ class QueueOps(GraphOps):
 
     async def _finish_idle_jobs(self, conn: AsyncConnection, now: float) -> int:
         """Running jobs whose tasks are all finished (a completion race left them open) end now."""
-        unfinished = sa.exists().where(tasks.c.job_id == jobs.c.id, tasks.c.status.not_in(TERMINAL))
+        open_tasks = sa.exists().where(tasks.c.job_id == jobs.c.id, unfinished(tasks.c.status))
         idle = (
             (
                 await conn.execute(
-                    sa.select(jobs.c.id).where(jobs.c.status == JobStatus.RUNNING.value, ~unfinished)
+                    sa.select(jobs.c.id).where(jobs.c.status == JobStatus.RUNNING.value, ~open_tasks)
                 )
             )
             .scalars()

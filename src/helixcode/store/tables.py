@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from helixcode.domain.enums import TaskStatus
+
 __all__ = [
     "api_tokens",
     "checkpoints",
@@ -34,6 +36,9 @@ metadata = sa.MetaData(
         "ck": "ck_%(table_name)s_%(constraint_name)s",
     }
 )
+
+#: The states a task never leaves, in the order ``store.base.unfinished`` writes them.
+TERMINAL = tuple(s.value for s in TaskStatus if s.terminal)
 
 #: JSON everywhere, JSONB on PostgreSQL (containment operators for capability matching).
 Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -107,8 +112,8 @@ tasks = sa.Table(
     sa.Column("last_error", sa.Text),
     # Who paused a paused task: "request" (a person) or "capacity" (graceful degradation, undone by itself).
     sa.Column("paused_by", sa.String(16)),
+    # Also the index of a job's tasks (its leading column).
     sa.UniqueConstraint("job_id", "key"),
-    sa.Index(None, "job_id", "status"),
     # Partial indexes, each over the tasks in one state: a task changes state twice per run and every
     # change writes an entry into each index whose predicate it meets, so narrow predicates keep the
     # busiest writes cheap. Queries must state the predicate with a constant (``status_is``).
@@ -118,6 +123,9 @@ tasks = sa.Table(
     _partial("ix_tasks_lease_expiry", ["lease_expires_at"], "status = 'running'"),
     _partial("ix_tasks_retry_due", ["next_attempt_at"], "status = 'retrying'"),
     _partial("ix_tasks_parent_id", ["parent_id"], "parent_id IS NOT NULL"),
+    # A job's open tasks: "is anything left?" after a completion, cancelling, maintenance. A success
+    # writes no entry here (the old (job_id, status) index took one per state change).
+    _partial("ix_tasks_open_by_job", ["job_id"], f"status NOT IN ({', '.join(map(repr, TERMINAL))})"),
 )
 
 task_dependencies = sa.Table(
