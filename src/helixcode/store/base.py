@@ -109,10 +109,10 @@ class StoreBase:
         self.engine = engine
         self.settings = settings
         self._writer = engine.execution_options(**{WRITE: True})
+        # Its own pool of connections that stay in autocommit: as an execution option on the shared pool,
+        # every checkout and checkin switched the connection's mode back and forth.
         self._autocommit = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if engine.dialect.name == "postgresql"
-            else None
+            create_engine(settings.database, autocommit=True) if engine.dialect.name == "postgresql" else None
         )
         self._workdir_cache: dict[str, str | None] = {}
         # SQLite allows one writer: queue this process's writers here instead of in SQLite's busy handler,
@@ -137,6 +137,8 @@ class StoreBase:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
+        if self._autocommit is not None:
+            await self._autocommit.dispose()
 
     async def __aenter__(self) -> Self:
         return self

@@ -71,8 +71,9 @@ def _normalise(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(settings: DatabaseSettings) -> AsyncEngine:
-    """An async engine for ``settings.url``; the SQLite file's folder is created if needed."""
+def create_engine(settings: DatabaseSettings, *, autocommit: bool = False) -> AsyncEngine:
+    """An async engine for ``settings.url``; the SQLite file's folder is created if needed. With
+    ``autocommit`` (PostgreSQL), its connections run every statement in its own transaction."""
     try:
         url = _normalise(settings.url)
     except sa.exc.ArgumentError as exc:
@@ -89,6 +90,7 @@ def create_engine(settings: DatabaseSettings) -> AsyncEngine:
     return create_async_engine(
         url,
         echo=settings.echo,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         # No pre-ping: it costs a round trip per checkout on the hot path. A dropped connection fails its
