@@ -127,7 +127,7 @@ class BatchOps(QueueOps):
         statement = self._prepared("complete_many+release+claim", self._complete_many_and_claim_statement)
         async with self._statement() as conn:
             rows = (await conn.execute(statement, params)).mappings().all()
-            finished = rows[0]["done"] or []
+            finished = next((r["done"] for r in rows if r["done"] is not None), [])
             claims = await self._claims_from_rows(conn, [r for r in rows if r["id"] is not None], worker_id)
         for job_id, now in sorted({(d["job_id"], d["now"]) for d in finished if not d["others_open"]}):
             async with self._write() as conn:
@@ -136,8 +136,9 @@ class BatchOps(QueueOps):
         return [t for t in wanted if t not in recorded], claims
 
     def _complete_many_and_claim_statement(self) -> sa.Executable:
-        """One row per claimed task (or one row with no task), each carrying the batch's completions as
-        a JSON array ``done``: a plain join of the two sets would multiply them."""
+        """One row per claimed task (or one row with no task); one of them carries the batch's
+        completions as a JSON array ``done`` (a plain join of the two sets would multiply them, and the
+        same array on every row would be parsed again for each)."""
         finished = self._complete_many_statement(True, check_open=False)
         assert isinstance(finished, sa.Select)
         completion = finished.cte("completion")
@@ -163,7 +164,7 @@ class BatchOps(QueueOps):
         )
         one = sa.select(const(1).label("one")).subquery("one")
         return (
-            sa.select(done.label("done"), claimed)
+            sa.select(sa.case((sa.func.row_number().over() == const(1), done)).label("done"), claimed)
             .select_from(one.outerjoin(claimed, sa.true()))
             .add_cte(logged)
         )
