@@ -32,7 +32,7 @@ class _Ranked(StrEnum):
 
     @classmethod
     def from_rank(cls, rank: int) -> _Ranked:
-        return list(cls)[rank - 1]
+        return _BY_RANK[cls][rank - 1]
 
 
 class Priority(_Ranked):
@@ -55,6 +55,8 @@ class Criticality(_Ranked):
 _RANKS: dict[_Ranked, int] = {
     member: index + 1 for enum in (Priority, Criticality) for index, member in enumerate(enum)
 }
+#: Members in rank order, per enum (every claimed task is built from its ranks).
+_BY_RANK: dict[type[_Ranked], tuple[_Ranked, ...]] = {enum: tuple(enum) for enum in (Priority, Criticality)}
 
 
 class TaskStatus(StrEnum):
