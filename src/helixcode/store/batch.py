@@ -127,7 +127,7 @@ class BatchOps(QueueOps):
         statement = self._prepared("complete_many+release+claim", self._complete_many_and_claim_statement)
         async with self._statement() as conn:
             rows = (await conn.execute(statement, params)).mappings().all()
-            finished = next((r["done"] for r in rows if r["done"] is not None), [])
+            finished: list[dict[str, Any]] = next((r["done"] for r in rows if r["done"] is not None), [])
             claims = await self._claims_from_rows(conn, [r for r in rows if r["id"] is not None], worker_id)
         for job_id, now in sorted({(d["job_id"], d["now"]) for d in finished if not d["others_open"]}):
             async with self._write() as conn:
