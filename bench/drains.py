@@ -18,9 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from bench.common import REDIS_URL, ROOT, CpuMeter, WorkerProcs, fresh_pg, helix_url, poll_until
@@ -35,6 +37,7 @@ class DrainResult:
     tasks: int
     seconds: float
     cpu_percent: float  # machine-wide, all cores
+    worker_cpu_seconds: float | None = None  # the worker processes' own CPU (user + system)
 
     @property
     def rate(self) -> float:
@@ -44,19 +47,49 @@ class DrainResult:
     def cpu_ms_per_task(self) -> float:
         return self.cpu_percent / 100 * (os.cpu_count() or 1) * self.seconds / self.tasks * 1000
 
+    @property
+    def worker_cpu_ms_per_task(self) -> float | None:
+        """The client side of the drain: CPU spent in the worker processes themselves. The rest of
+        ``cpu_ms_per_task`` is the database (or broker), the kernel's networking and the poller."""
+        return None if self.worker_cpu_seconds is None else self.worker_cpu_seconds / self.tasks * 1000
+
+
+class ProcessCpu:
+    """CPU time (user + system) of a set of processes between ``start()`` and ``stop()``; a process
+    that is gone by then makes the figure unknown (None) rather than wrong."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self._procs = [psutil.Process(pid) for pid in pids]
+
+    def _total(self) -> float | None:
+        try:
+            return sum(p.cpu_times().user + p.cpu_times().system for p in self._procs)
+        except psutil.Error:
+            return None
+
+    def start(self) -> None:
+        self._t0 = self._total()
+
+    def stop(self) -> float | None:
+        t1 = self._total()
+        return None if t1 is None or self._t0 is None else t1 - self._t0
+
 
 def _timed(procs: WorkerProcs, done: object, n: int, timeout: float = 600.0) -> DrainResult:
     cpu = CpuMeter()
     procs.wait_ready()
+    own = ProcessCpu(procs.pids())
     cpu.start()
+    own.start()
     started = procs.go()
     try:
         ended = poll_until(done, timeout)
         busy = cpu.stop()
+        workers = own.stop()
         procs.wait(timeout=120)
     finally:
         procs.kill()
-    return DrainResult(n, ended - started, busy)
+    return DrainResult(n, ended - started, busy, workers)
 
 
 # -- HelixCode ------------------------------------------------------------------------------------
@@ -198,15 +231,18 @@ def celery_drain(n: int, prefetch: int) -> DrainResult:
         for i in range(WORKERS)
     ]
     cpu = CpuMeter()
+    own = ProcessCpu([p.pid for p in procs])
     try:
         poll_until(lambda: bool(r.keys("bench:start:*")), 120, 0.005)
         cpu.start()
+        own.start()
 
         def done() -> bool:
             return int(r.llen(QUEUE)) == 0 and int(r.hlen("unacked")) == 0
 
         ended = poll_until(done, 600)
         busy = cpu.stop()
+        workers = own.stop()
         started = min(float(r.get(k) or 0) for k in r.keys("bench:start:*"))
     finally:
         for p in procs:
@@ -218,7 +254,7 @@ def celery_drain(n: int, prefetch: int) -> DrainResult:
                 p.kill()
                 p.wait()
         r.flushdb()
-    return DrainResult(n, ended - started, busy)
+    return DrainResult(n, ended - started, busy, workers)
 
 
 def pgbench(seconds: int, clients: int = 4) -> tuple[float, float]:

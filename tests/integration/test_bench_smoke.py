@@ -39,3 +39,4 @@ def test_tiniest_helix_drain_on_sqlite() -> None:
     result = helix_drain("sqlite", 20, 10)
     assert result.tasks == 20
     assert result.rate > 0
+    assert result.worker_cpu_ms_per_task is None or result.worker_cpu_ms_per_task > 0
