@@ -7,6 +7,7 @@ what the database then says: statuses, events, results rows.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from helixcode.config import DatabaseSettings, Settings, TasksSettings
 from helixcode.domain.backoff import backoff_ceiling
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus
-from helixcode.domain.models import Claim, LeaseState
+from helixcode.domain.models import Claim, LeaseState, Task
 from helixcode.domain.plan import JobSpec, parse_plan
 from helixcode.domain.splitting import Part
 from helixcode.errors import LeaseLost
@@ -651,6 +652,20 @@ async def test_complete_and_claim_records_the_success_then_claims_for_the_freed_
         left += await store.complete_and_claim(c.task.id, c.token, {}, "w1", (), 1)
     assert set((await statuses(store, job.id)).values()) == {S.SUCCEEDED}
     assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
+
+
+async def test_a_claimed_task_reads_as_the_same_task_a_listing_returns(store: Store) -> None:
+    """PostgreSQL sends a claimed row as one JSON object; it must read exactly as the row does."""
+    job = await store.create_job(
+        spec(t("a", requires=["git"], timeout=30, description='it\'s "quoted"', priority="high"))
+    )
+    [claim] = await store.claim("w1", ["git"])
+    [listed] = await store.list_tasks(job.id)
+    fields = {f.name for f in dataclasses.fields(Task)} - {"depends_on", "parent_key", "result"}
+    assert {f: getattr(claim.task, f) for f in fields} == {f: getattr(listed, f) for f in fields}
+    assert {f: type(getattr(claim.task, f)) for f in fields} == {f: type(getattr(listed, f)) for f in fields}
+    assert claim.task.requires == ("git",)
+    assert claim.task.run["builtin"] == "noop"
 
 
 async def test_a_completion_that_claims_from_another_job_still_decides_whether_its_job_ended(

@@ -8,7 +8,7 @@ each other by, and a data-modifying CTE writes the ``claimed`` events in the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +21,7 @@ from helixcode.domain.enums import Criticality, JobStatus, TaskStatus
 from helixcode.domain.models import Checkpoint, Claim
 from helixcode.store.base import EMPTY_JSONB, StoreBase, const, event, status_is
 from helixcode.store.database import db_now
-from helixcode.store.rows import checkpoint_from_row, task_from_row
+from helixcode.store.rows import checkpoint_from_row, task_from_row, with_doubles
 from helixcode.store.tables import checkpoints, events, jobs, tasks, workers
 
 __all__ = ["ClaimOps"]
@@ -112,11 +112,12 @@ class ClaimOps(StoreBase):
         }
 
     async def _claims_from_rows(
-        self, conn: AsyncConnection, rows: Sequence[sa.RowMapping], worker_id: str
+        self, conn: AsyncConnection, rows: Sequence[Mapping[Any, Any]], worker_id: str
     ) -> list[Claim]:
         """Claims from the claimed rows, in claim order, with what resuming them needs."""
         if not rows:
             return []
+        rows = [with_doubles(r["task"] if self.dialect == "postgresql" else dict(r)) for r in rows]
         rows = sorted(rows, key=lambda r: (r["claim_rank"], r["chain_rank"], r["ready_at"] or 0.0, r["id"]))
         self._parentless.update(r["id"] for r in rows if r["parent_id"] is None)
         if self.dialect != "postgresql":
@@ -225,9 +226,19 @@ class ClaimOps(StoreBase):
                 started_at=now,
                 next_attempt_at=sa.null(),
             )
-            .returning(*tasks.c)
         )
-        return stmt
+        if self.dialect != "postgresql":
+            return stmt.returning(*tasks.c)
+        # The whole row as one JSON value (``task``), beside the columns the claim's other parts use:
+        # the driver then describes and decodes one column per row instead of thirty-five, which was a
+        # tenth of a batched worker's CPU. ``_claims_from_rows`` reads either shape.
+        return stmt.returning(
+            tasks.c.id,
+            tasks.c.job_id,
+            tasks.c.attempts,
+            tasks.c.started_at,
+            sa.func.row_to_json(tasks.table_valued()).label("task"),
+        )
 
     async def _workdirs(self, conn: AsyncConnection, job_ids: set[str]) -> dict[str, str | None]:
         """Jobs' working directories, cached: a job's workdir never changes once it is created."""

@@ -35,7 +35,7 @@ class db_now(FunctionElement[float]):  # noqa: N801 - reads like the SQL functio
 
 @compiles(db_now, "postgresql")
 def _now_pg(element: db_now, compiler: Any, **kw: Any) -> str:
-    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    return "extract(epoch from clock_timestamp())::float8"
 
 
 @compiles(db_now, "sqlite")

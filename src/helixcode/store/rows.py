@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import sqlalchemy as sa
+
 from helixcode.config import TasksSettings
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
 from helixcode.domain.models import Checkpoint, Event, Job, Task
 from helixcode.domain.ordering import claim_rank
 from helixcode.domain.plan import TaskSpec
-from helixcode.store.tables import jobs
+from helixcode.store.tables import jobs, tasks
 
 __all__ = [
     "JOB_COLUMNS",
@@ -19,7 +21,22 @@ __all__ = [
     "job_from_row",
     "task_from_row",
     "task_values",
+    "with_doubles",
 ]
+
+#: ``tasks`` columns stored as DOUBLE.
+_DOUBLE_TASK_COLUMNS = tuple(c.name for c in tasks.c if isinstance(c.type, sa.Double))
+
+
+def with_doubles(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``tasks`` row whose DOUBLE columns hold floats, as a SELECT gives them. Claims need this: on
+    PostgreSQL the claimed row comes as JSON (``row_to_json``), which writes 1.0 as 1, and SQLite's
+    RETURNING gives a whole REAL as an integer."""
+    for name in _DOUBLE_TASK_COLUMNS:
+        if (value := row[name]) is not None:
+            row[name] = float(value)
+    return row
+
 
 #: The ``jobs`` columns a ``Job`` is made from: not ``spec``, the plan as submitted, which for a large
 #: graph is megabytes of JSON to decode (1.2 s for 100,000 tasks) on every lookup.
