@@ -90,7 +90,9 @@ def create_engine(settings: DatabaseSettings, *, autocommit: bool = False) -> As
     return create_async_engine(
         url,
         echo=settings.echo,
-        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
+        # An autocommit connection never holds a transaction open, so nothing needs rolling back when
+        # it goes back to the pool.
+        **({"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}),
         pool_size=settings.pool_size,
         max_overflow=settings.pool_size,
         # No pre-ping: it costs a round trip per checkout on the hot path. A dropped connection fails its
