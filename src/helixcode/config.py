@@ -64,7 +64,9 @@ class DatabaseSettings(_Section):
         default="sqlite+aiosqlite:///.helix/helix.db",
         description="SQLAlchemy URL: sqlite+aiosqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
     )
-    pool_size: int = Field(default=5, ge=1, le=200, description="connections kept per process")
+    pool_size: int = Field(
+        default=5, ge=1, le=200, description="PostgreSQL connections kept per pool (a process has two)"
+    )
     busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite: wait this long on a lock")
     echo: bool = Field(default=False, description="log every SQL statement")
 
