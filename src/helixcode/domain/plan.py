@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from helixcode.domain.bulk import gc_paused
 from helixcode.domain.capabilities import default_requires
 from helixcode.domain.enums import Criticality, Priority, TaskType
 from helixcode.domain.graph import validate_graph
@@ -170,17 +171,18 @@ def parse_plan(data: Any) -> JobSpec:
     """Validate plain data (from YAML or JSON) into a ``JobSpec`` or raise ``PlanError``."""
     if not isinstance(data, dict):
         raise PlanError(["plan: the document must be a mapping with a 'tasks' list"])
-    try:
-        spec = JobSpec.model_validate(data)
-    except ValidationError as exc:
-        raise PlanError(_faults(exc, data)) from None
-    counts: dict[str, int] = {}
-    for task in spec.tasks:
-        counts[task.id] = counts.get(task.id, 0) + 1
-    duplicates = [f"task '{key}': id used {n} times" for key, n in counts.items() if n > 1]
-    if duplicates:
-        raise PlanError(duplicates)
-    validate_graph(spec.graph())
+    with gc_paused():  # a large plan is hundreds of thousands of new objects (see gc_paused)
+        try:
+            spec = JobSpec.model_validate(data)
+        except ValidationError as exc:
+            raise PlanError(_faults(exc, data)) from None
+        counts: dict[str, int] = {}
+        for task in spec.tasks:
+            counts[task.id] = counts.get(task.id, 0) + 1
+        duplicates = [f"task '{key}': id used {n} times" for key, n in counts.items() if n > 1]
+        if duplicates:
+            raise PlanError(duplicates)
+        validate_graph(spec.graph())
     return spec
 
 

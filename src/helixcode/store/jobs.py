@@ -9,6 +9,7 @@ from dataclasses import replace
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from helixcode.domain.bulk import gc_paused
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.graph import chain_lengths
 from helixcode.domain.models import Event, Job, JobSummary, Task
@@ -33,6 +34,10 @@ class JobOps(StoreBase):
 
     async def create_job(self, spec: JobSpec, *, workdir: str | None = None) -> Job:
         """Insert a validated job with all its tasks and dependencies in one transaction."""
+        with gc_paused():  # a large graph is hundreds of thousands of new objects (see gc_paused)
+            return await self._create_job(spec, workdir)
+
+    async def _create_job(self, spec: JobSpec, workdir: str | None) -> Job:
         defaults = self.settings.tasks
         job_id = uuid.uuid4().hex[:12]
         dumped = spec.model_dump(mode="json")  # once: the job's record of its plan, and each task's run
