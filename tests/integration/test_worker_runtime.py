@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from helixcode.config import Settings, TasksSettings, WorkersSettings
 from helixcode.domain.enums import JobStatus, TaskStatus
+from helixcode.domain.models import LeaseState
 from helixcode.domain.plan import JobSpec, parse_plan
 from helixcode.store.store import Store
 from helixcode.store.tables import results, tasks
@@ -233,3 +234,30 @@ async def test_a_stopped_worker_hands_its_task_back_unfailed(
     assert (task.status, task.failures, task.lease_owner) == (S.READY, 0, None)
     requeued = [e for e in await store.list_events(job.id) if e.kind == "requeued"]
     assert [e.details["reason"] for e in requeued] == ["worker stopping"]
+
+
+async def test_a_lost_lease_stops_an_executing_attempt_but_not_one_writing_its_outcome(
+    store: Store, make_worker: MakeWorker
+) -> None:
+    """The heartbeat cancels attempts whose lease is gone. Once an attempt's executor has finished, its
+    lease may be gone only because its own success was just written (seen in CI: the runner was
+    cancelled after that write and its success went uncounted): the fenced write decides instead."""
+    await store.create_job(
+        spec(
+            {"id": "busy", "run": {"builtin": "sleep", "seconds": 30}},
+            {"id": "done", "run": {"builtin": "sleep", "seconds": 0.3}},
+        )
+    )
+    worker = await make_worker(concurrency=2)
+    busy, done = await worker.store.claim(worker.id, limit=2)
+    worker._start(busy)
+    worker._start(done)
+    await asyncio.sleep(0.1)  # both attempts are under way
+    worker._running[done.task.id].recording = True  # as _execute marks it once the executor returned
+    worker._stop_lost({busy.task.id: LeaseState.LOST, done.task.id: LeaseState.LOST})
+    busy_runner, done_runner = (worker._running[c.task.id].runner for c in (busy, done))
+    await asyncio.wait([busy_runner, done_runner], timeout=10)
+    assert busy_runner.cancelled()
+    assert not done_runner.cancelled()
+    assert worker.stats.succeeded == 1
+    assert worker.stats.abandoned == 1

@@ -16,7 +16,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,10 @@ class _Running:
     claim: Claim
     runner: asyncio.Task[None]
     stop_reason: str | None = None
+    # The executor is done and its outcome is being written. The write is fenced by the lease token, so
+    # a heartbeat that finds the lease gone must not cancel it: it may be gone because the success
+    # was just written, and a cancelled runner would leave that success uncounted.
+    recording: bool = False
 
 
 @dataclass
@@ -214,8 +218,10 @@ class Worker:
             await self._after_cancel(claim)
             raise
         except TimeoutError:
+            self._recording(task.id)
             await self._report_failure(claim, TaskFailed(f"timed out after {task.timeout:g}s"))
         except TaskFailed as exc:
+            self._recording(task.id)
             await self._report_failure(claim, exc)
         except AlreadyReported:  # the executor wrote its outcome itself (a planner that expanded)
             self.stats.succeeded += 1
@@ -224,8 +230,10 @@ class Worker:
             log.warning("lease lost", extra={"action": "task.lease_lost", "task": task.id, "worker": self.id})
         except Exception as exc:  # an executor bug must fail the attempt, not the worker
             log.exception("executor crashed", extra={"action": "task.crash", "task": task.id})
+            self._recording(task.id)
             await self._report_failure(claim, TaskFailed(f"{type(exc).__name__}: {exc}"))
         else:
+            self._recording(task.id)
             try:
                 if self._acks is not None:
                     await self._acks.complete(task.id, claim.token, output)
@@ -250,6 +258,10 @@ class Worker:
                 self.stats.succeeded += 1
             except LeaseLost:
                 self.stats.abandoned += 1
+
+    def _recording(self, task_id: int) -> None:
+        if entry := self._running.get(task_id):
+            entry.recording = True
 
     async def _ack_batch(self, items: Sequence[Completion]) -> list[int]:
         """Record a batch of successes; unless draining, refill the slots it frees in the same
@@ -320,10 +332,16 @@ class Worker:
             except StoreError as exc:
                 log.warning("heartbeat failed: %s", exc, extra={"action": "worker.heartbeat_error"})
                 continue
-            for task_id, state in states.items():
-                if state is not LeaseState.HELD and (entry := self._running.get(task_id)):
-                    entry.stop_reason = state.value
-                    entry.runner.cancel()
+            self._stop_lost(states)
+
+    def _stop_lost(self, states: Mapping[int, LeaseState]) -> None:
+        """Cancel the attempts whose lease is gone (expired and taken, or their job cancelled), unless
+        they are already writing their outcome (see ``_Running.recording``)."""
+        for task_id, state in states.items():
+            entry = self._running.get(task_id)
+            if state is not LeaseState.HELD and entry is not None and not entry.recording:
+                entry.stop_reason = state.value
+                entry.runner.cancel()
 
     # -- draining -------------------------------------------------------------------------------
 
