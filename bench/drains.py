@@ -63,7 +63,7 @@ class ProcessCpu:
 
     def _total(self) -> float | None:
         try:
-            return sum(p.cpu_times().user + p.cpu_times().system for p in self._procs)
+            return sum(sum(p.cpu_times()[:2]) for p in self._procs)  # user + system
         except psutil.Error:
             return None
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from helixcode.config import Settings, TasksSettings, WorkersSettings
 from helixcode.domain.enums import JobStatus, TaskStatus
-from helixcode.domain.models import LeaseState
+from helixcode.domain.models import Claim, LeaseState
 from helixcode.domain.plan import JobSpec, parse_plan
 from helixcode.store.store import Store
 from helixcode.store.tables import results, tasks
@@ -241,20 +241,27 @@ async def test_a_lost_lease_stops_an_executing_attempt_but_not_one_writing_its_o
 ) -> None:
     """The heartbeat cancels attempts whose lease is gone. Once an attempt's executor has finished, its
     lease may be gone only because its own success was just written (seen in CI: the runner was
-    cancelled after that write and its success went uncounted): the fenced write decides instead."""
+    cancelled after that write and its success went uncounted): the fenced write decides instead.
+    Here the heartbeat's verdict arrives exactly while the finished attempt writes its success."""
     await store.create_job(
         spec(
             {"id": "busy", "run": {"builtin": "sleep", "seconds": 30}},
-            {"id": "done", "run": {"builtin": "sleep", "seconds": 0.3}},
+            {"id": "done", "run": {"builtin": "noop"}},
         )
     )
     worker = await make_worker(concurrency=2)
     busy, done = await worker.store.claim(worker.id, limit=2)
+    lost = {busy.task.id: LeaseState.LOST, done.task.id: LeaseState.LOST}
+    write = worker.store.complete_and_claim
+
+    async def heartbeat_meanwhile(*args: Any, **kwargs: Any) -> list[Claim]:
+        worker._stop_lost(lost)
+        return await write(*args, **kwargs)
+
+    worker.store.complete_and_claim = heartbeat_meanwhile  # type: ignore[method-assign]
     worker._start(busy)
+    await asyncio.sleep(0.1)  # the sleep is under way before the other attempt finishes
     worker._start(done)
-    await asyncio.sleep(0.1)  # both attempts are under way
-    worker._running[done.task.id].recording = True  # as _execute marks it once the executor returned
-    worker._stop_lost({busy.task.id: LeaseState.LOST, done.task.id: LeaseState.LOST})
     busy_runner, done_runner = (worker._running[c.task.id].runner for c in (busy, done))
     await asyncio.wait([busy_runner, done_runner], timeout=10)
     assert busy_runner.cancelled()

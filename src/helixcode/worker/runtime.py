@@ -218,10 +218,8 @@ class Worker:
             await self._after_cancel(claim)
             raise
         except TimeoutError:
-            self._recording(task.id)
             await self._report_failure(claim, TaskFailed(f"timed out after {task.timeout:g}s"))
         except TaskFailed as exc:
-            self._recording(task.id)
             await self._report_failure(claim, exc)
         except AlreadyReported:  # the executor wrote its outcome itself (a planner that expanded)
             self.stats.succeeded += 1
@@ -230,7 +228,6 @@ class Worker:
             log.warning("lease lost", extra={"action": "task.lease_lost", "task": task.id, "worker": self.id})
         except Exception as exc:  # an executor bug must fail the attempt, not the worker
             log.exception("executor crashed", extra={"action": "task.crash", "task": task.id})
-            self._recording(task.id)
             await self._report_failure(claim, TaskFailed(f"{type(exc).__name__}: {exc}"))
         else:
             self._recording(task.id)
@@ -279,6 +276,7 @@ class Worker:
         return refused
 
     async def _report_failure(self, claim: Claim, exc: TaskFailed) -> None:
+        self._recording(claim.task.id)
         try:
             await self._persist(
                 lambda: self.store.fail(
