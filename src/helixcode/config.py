@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from helixcode.errors import ConfigError
 
 __all__ = [
+    "AgentSettings",
     "ApiSettings",
     "DatabaseSettings",
     "LLMSettings",
@@ -178,6 +179,57 @@ class McpSettings(_Section):
     servers: dict[str, McpServerSettings] = Field(default_factory=dict)
 
 
+#: Programs ``run_command`` refuses by default (``agent.commands.deny``).
+DEFAULT_DENY = ("sudo", "su", "ssh", "scp", "curl", "wget", "nc", "shutdown", "reboot", "mkfs", "dd")
+
+
+class SandboxLimits(_Section):
+    """``[agent.limits]``: what one sandboxed command may use (0: unlimited)."""
+
+    processes: int = Field(default=256, ge=0, description="processes and threads at once")
+    memory_mb: int = Field(default=4096, ge=0, description="address space per process, in MiB")
+    cpu_seconds: int = Field(default=600, ge=0, description="CPU seconds per process")
+    file_size_mb: int = Field(default=1024, ge=0, description="largest file a command may write, in MiB")
+    open_files: int = Field(default=1024, ge=0, description="open files per process")
+
+
+class CommandLists(_Section):
+    """``[agent.commands]``: program names ``run_command`` offers or refuses. A convenience that saves
+    a model rounds, not a security boundary (the sandbox is)."""
+
+    allow: list[str] = Field(default_factory=list, description="empty: anything not denied")
+    deny: list[str] = Field(
+        default_factory=lambda: [
+            "sudo",
+            "su",
+            "ssh",
+            "scp",
+            "curl",
+            "wget",
+            "nc",
+            "shutdown",
+            "reboot",
+            "mkfs",
+            "dd",
+        ]
+    )
+    timeout: float = Field(default=60.0, gt=0, description="seconds one run_command may take")
+
+
+class AgentSettings(_Section):
+    """How agent tasks run the commands a model chose (see the README's "What an agent can touch")."""
+
+    sandbox: Literal["required", "off"] = Field(
+        default="required", description="required: confine every model-driven command; off: run unconfined"
+    )
+    network: bool = Field(default=False, description="sandboxed commands may use the network by default")
+    planner_network: bool = Field(default=False, description="the planner may give a subtask network access")
+    env: list[str] = Field(default_factory=list, description="extra environment variables passed in")
+    read_only: list[str] = Field(default_factory=list, description="extra host paths commands may read")
+    limits: SandboxLimits = Field(default_factory=SandboxLimits)
+    commands: CommandLists = Field(default_factory=CommandLists)
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "warning"
     json_format: bool = Field(default=False, alias="json")
@@ -201,6 +253,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @classmethod

@@ -23,7 +23,7 @@ def test_testcycle_a_failed_run_adds_a_debugging_task_and_a_retest() -> None:
     options = SuiteOptions(rounds=2, agent={"model": "m", "max_rounds": 4}, output_chars=300)
     fix, retest = next_round(options, FAILED)
     assert (fix.id, fix.type, fix.depends_on) == ("fix1", TaskType.DEBUGGING, [])
-    assert fix.requires == ["git", "llm"]
+    assert fix.requires == ["git", "llm", "sandbox"]
     assert isinstance(fix.run, AgentRun)
     # The debugging task is told the exact command; the re-test, not the task itself, runs it.
     assert fix.run.agent == {"model": "m", "max_rounds": 4, "test_command": "pytest -q", "verify": False}
@@ -33,7 +33,7 @@ def test_testcycle_a_failed_run_adds_a_debugging_task_and_a_retest() -> None:
     assert "characters cut" in fix.description
     assert len(fix.description) < 700
     assert (retest.id, retest.type, retest.depends_on) == ("test2", TaskType.TESTING, ["fix1"])
-    assert retest.requires == ["git"]
+    assert retest.requires == ["git", "sandbox"]
     assert isinstance(retest.run, SuiteRun)
     assert retest.run.tests.round == 2
     assert retest.run.tests.rounds == 2
@@ -84,7 +84,7 @@ def test_testcycle_options_in_a_plan_file() -> None:
     [task] = spec.tasks
     assert isinstance(task.run, SuiteRun)
     assert task.run.tests.rounds == 3
-    assert task.requires == ["git"]
+    assert task.requires == ["git", "sandbox"]
     with pytest.raises(ValidationError, match="past the last one"):
         SuiteOptions(rounds=1, round=3)
     with pytest.raises(ValidationError):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from helixcode.agent.sandbox import Sandbox
 from helixcode.agent.tools import CommandPolicy, ToolProvider
-from helixcode.config import Settings, load_settings
+from helixcode.config import AgentSettings, Settings, load_settings
 from helixcode.llm.manager import LLMManager
 from helixcode.llm.registry import build_manager
 from helixcode.store.store import Store
@@ -26,7 +27,24 @@ class AgentServices:
     llm: LLMManager
     extra_tools: list[ToolProvider] = field(default_factory=list)
     command_policy: CommandPolicy = field(default_factory=CommandPolicy)
+    sandbox: Sandbox = field(default_factory=Sandbox)
     owned: bool = True  # close the store and manager in close_services()
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store, llm: LLMManager) -> AgentServices:
+        """Services whose sandbox and command lists come from ``settings.agent``."""
+        return cls(
+            settings,
+            store,
+            llm,
+            command_policy=command_policy(settings.agent),
+            sandbox=Sandbox.from_settings(settings.agent),
+        )
+
+
+def command_policy(agent: AgentSettings) -> CommandPolicy:
+    lists = agent.commands
+    return CommandPolicy(allow=tuple(lists.allow), deny=tuple(lists.deny), timeout=lists.timeout)
 
 
 _shared: dict[str, AgentServices] = {}
@@ -45,7 +63,7 @@ async def services_for(database_url: str) -> AgentServices:
     if found := _shared.get(database_url):  # another task got there while we connected
         await store.aclose()
         return found
-    services = AgentServices(settings, store, build_manager(settings))
+    services = AgentServices.build(settings, store, build_manager(settings))
     _shared[database_url] = services
     return services
 

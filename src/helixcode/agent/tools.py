@@ -1,9 +1,11 @@
 """The agent's tools, confined to one worktree.
 
 Every path is resolved (symlinks followed) and must stay inside the worktree and outside ``.git``;
-anything else is refused with a message the model can read. Commands run in their own process group
-with a timeout, a scrubbed environment (no secrets, no HELIX_ lease variables) and truncated output;
-an allow/deny list on the program name decides what may run at all.
+anything else is refused with a message the model can read. Commands (and ``search``'s ripgrep) run
+through the worker's ``Sandbox`` (``helixcode.agent.sandbox``): that, not this module, is the security
+boundary. The allow/deny list on program names (``agent.commands``) is a convenience that keeps a
+model from wasting rounds on tools it should not use; it is easy to get around (``sh -c``, ``env``,
+an interpreter) and is not meant to stop anything determined.
 
 A tool never raises into the loop: faults come back as ``ToolResult(ok=False, ...)``, because a
 model's mistake is part of the conversation, not a crash. External tools (the MCP client's
@@ -18,12 +20,13 @@ import os
 import re
 import shlex
 import shutil
-import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from helixcode.agent.sandbox import CommandResult, Sandbox, scrub_env
+from helixcode.config import DEFAULT_DENY
 from helixcode.llm.types import Tool
 
 __all__ = [
@@ -32,14 +35,13 @@ __all__ = [
     "ToolResult",
     "Toolset",
     "WorkspaceTools",
+    "command_result",
     "scrub_env",
 ]
 
 OUTPUT_LIMIT = 4000
 READ_LIMIT = 8000
 LIST_LIMIT = 200
-SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
-DEFAULT_DENY = ("sudo", "su", "ssh", "scp", "curl", "wget", "nc", "shutdown", "reboot", "mkfs", "dd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +87,6 @@ class CommandPolicy:
             if self.allow and program not in self.allow:
                 return f"'{program}' is not in the allowed list ({', '.join(self.allow)})"
         return None
-
-
-def scrub_env(env: Mapping[str, str], root: Path) -> dict[str, str]:
-    """The environment a command sees: secrets and HelixCode's own variables removed."""
-    clean = {
-        k: v
-        for k, v in env.items()
-        if not k.startswith(("HELIX_", "GIT_"))
-        and not any(word in k.upper() for word in SECRET_WORDS)
-        and "DATABASE_URL" not in k.upper()
-    }
-    clean.update({"HOME": str(root), "PWD": str(root), "GIT_TERMINAL_PROMPT": "0"})
-    return clean
 
 
 def _schema(properties: dict[str, Any], required: Iterable[str] = ()) -> dict[str, Any]:
@@ -181,11 +170,26 @@ class Toolset:
 
 
 class WorkspaceTools:
-    """The built-in tools over one root directory."""
+    """The built-in tools over one root directory (a task's worktree).
 
-    def __init__(self, root: Path, policy: CommandPolicy | None = None) -> None:
+    ``git_dir``: the repository's git metadata, shown read-only to commands; ``network``: whether
+    commands may use the network (None: the sandbox's default).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        policy: CommandPolicy | None = None,
+        *,
+        sandbox: Sandbox | None = None,
+        git_dir: Path | None = None,
+        network: bool | None = None,
+    ) -> None:
         self.root = Path(root).resolve()
         self.policy = policy or CommandPolicy()
+        self.sandbox = sandbox or Sandbox()
+        self.git_dir = git_dir
+        self.network = network
         self.handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[ToolResult]]] = {
             "list_files": self.list_files,
             "read_file": self.read_file,
@@ -287,21 +291,17 @@ class WorkspaceTools:
         pattern = str(args["pattern"])
         base = self.resolve(args.get("path"), must_exist=True)
         if rg := shutil.which("rg"):
-            proc = await asyncio.create_subprocess_exec(
-                rg,
-                "--line-number",
-                "--no-heading",
-                "--color=never",
-                "-e",
-                pattern,
-                str(base),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=self.root,
+            found = await self.sandbox.run(
+                [rg, "--line-number", "--no-heading", "--color=never", "-e", pattern, str(base)],
+                worktree=self.root,
+                timeout=self.policy.timeout,
+                output_limit=self.policy.output_limit * 4,
+                network=False,
             )
-            out, _ = await asyncio.wait_for(proc.communicate(), self.policy.timeout)
             lines = [
-                ln.replace(str(self.root) + os.sep, "", 1) for ln in out.decode(errors="replace").splitlines()
+                ln.replace(str(self.root) + os.sep, "", 1)
+                for ln in found.output.splitlines()
+                if not ln.startswith("refused: ")
             ]
         else:
             lines = await asyncio.to_thread(self._py_search, re.compile(pattern), base)
@@ -326,7 +326,15 @@ class WorkspaceTools:
         command = str(args["command"])
         if reason := self.policy.refuses(command):
             return ToolResult(False, f"refused: {reason}")
-        return await run_sandboxed(command, self.root, self.policy.timeout, self.policy.output_limit)
+        result = await self.sandbox.run(
+            command,
+            worktree=self.root,
+            git_dir=self.git_dir,
+            timeout=self.policy.timeout,
+            output_limit=self.policy.output_limit,
+            network=self.network,
+        )
+        return command_result(result)
 
     async def report_progress(self, args: Mapping[str, Any]) -> ToolResult:
         fraction = min(1.0, max(0.0, float(args["fraction"])))
@@ -340,41 +348,10 @@ class PathRefused(ValueError):
     """A path the tools will not touch."""
 
 
-async def run_sandboxed(command: str, cwd: Path, timeout: float, limit: int = OUTPUT_LIMIT) -> ToolResult:  # noqa: ASYNC109
-    """Run ``command`` in its own process group; kill the group when it outlives ``timeout``."""
-    proc = await asyncio.create_subprocess_shell(
-        command,
-        cwd=cwd,
-        env=scrub_env(os.environ, cwd),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    timed_out = False
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        timed_out = True
-        _kill_group(proc)
-        try:
-            out, _ = await asyncio.wait_for(proc.communicate(), 5.0)
-        except TimeoutError:  # a descendant left the group and holds the pipe: give up on its output
-            out = b""
-    except BaseException:
-        _kill_group(proc)
-        await proc.wait()
-        raise
-    text = out.decode(errors="replace")
-    if len(text) > limit:
-        text = f"... ({len(text) - limit} characters cut)\n" + text[-limit:]
-    code = proc.returncode
-    head = f"timed out after {timeout:g}s (killed)" if timed_out else f"exit code {code}"
+def command_result(result: CommandResult) -> ToolResult:
+    """A command's outcome as the model reads it: the exit code or what stopped it, then the output."""
     return ToolResult(
-        not timed_out and code == 0, f"{head}\n{text}", {"exit_code": code, "timed_out": timed_out}
+        result.ok,
+        f"{result.head()}\n{result.output}",
+        {"exit_code": result.exit_code, "timed_out": result.timed_out, "sandboxed": result.confined},
     )
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)

@@ -25,6 +25,13 @@ merge, markers and all, for a debugging task to resolve). Structural operations 
 pushes, job-branch updates) hold a repository-wide file lock, so several worker processes on one
 machine can share a repository or a clone cache.
 
+Landing on the job branch is fenced like a database write: ``integrate`` takes a ``fence``, called
+under the repository lock right before the compare-and-swap ``update-ref`` (and before each push of
+the job branch to a remote); it renews the attempt's lease in the database or raises. An attempt that
+lost its lease (a worker stopped past the TTL, say) therefore never moves ``helix/<job>``: its
+successor's landing stands, and the refusal is an event. The compare-and-swap also refuses a tip that
+moved since the merge was computed, so a landing never overwrites another.
+
 The git calls block; the async methods run them in a worker thread.
 """
 
@@ -37,7 +44,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +54,7 @@ from helixcode.config import mask_url
 
 __all__ = [
     "ConflictRecord",
+    "Fence",
     "GitError",
     "MergeConflict",
     "TaskWorkspace",
@@ -59,6 +67,8 @@ __all__ = [
 PUSH_RETRIES = 8
 DEFAULT_DATA_DIR = ".helix"
 _ZERO = "0" * 40
+#: Called right before the job branch moves; raises when the attempt may no longer land.
+Fence = Callable[[], None]
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -275,11 +285,13 @@ class Workspace:
     def _is_ancestor(self, a: str, b: str) -> bool:
         return self.git("merge-base", "--is-ancestor", a, b, check=False).returncode == 0
 
-    def integrate_sync(self, task_key: str) -> str:
+    def integrate_sync(self, task_key: str, fence: Fence | None = None) -> str:
         """Merge a task's branch into the job's branch (compare-and-swap under the lock); the new tip.
 
         With a remote: push the task's branch, then fetch + merge + push the job branch (never forced),
         again after a fresh fetch whenever another worker moved it first, at most ``PUSH_RETRIES`` times.
+        ``fence`` runs right before the job branch moves (see the module's docstring); what it raises
+        propagates and nothing moves.
         """
         branch = branch_name(self.job_id, task_key)
         target = job_branch(self.job_id)
@@ -288,6 +300,8 @@ class Workspace:
             if self.url is None:
                 tip = self.rev(f"refs/heads/{target}") or self._ensure_base()
                 merged = self._merge_two(tip, self._commit(f"refs/heads/{branch}"), message)
+                if fence is not None:  # even with nothing new to merge: the attempt claims its landing
+                    fence()
                 if merged != tip:
                     self.git("update-ref", f"refs/heads/{target}", merged, tip)
                 return merged
@@ -297,6 +311,8 @@ class Workspace:
                 self._fetch()
                 tip = self.rev(f"refs/remotes/origin/{target}") or self._ensure_base()
                 merged = self._merge_two(tip, theirs, message)
+                if fence is not None:
+                    fence()
                 if merged != tip:
                     try:
                         self._push_job(merged, target)
@@ -316,8 +332,8 @@ class Workspace:
         self._push(f"{commit}:refs/heads/{target}")
         self.git("update-ref", f"refs/remotes/origin/{target}", commit)
 
-    async def integrate(self, task_key: str) -> str:
-        return await asyncio.to_thread(self.integrate_sync, task_key)
+    async def integrate(self, task_key: str, fence: Fence | None = None) -> str:
+        return await asyncio.to_thread(self.integrate_sync, task_key, fence)
 
     def record_conflict_sync(self, task_key: str, refs: Sequence[str]) -> ConflictRecord:
         """Merge ``refs`` (branch names) with conflicts kept as markers, and put that merge commit on the

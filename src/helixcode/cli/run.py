@@ -136,7 +136,7 @@ def plan(
     """Ask the model for a plan and show its graph; `--approve` runs it as a job."""
     from helixcode.agent.planning import ask_for_plan
     from helixcode.llm.registry import build_manager
-    from helixcode.worker.capabilities import detect_capabilities, llm_capabilities
+    from helixcode.worker.capabilities import detect_capabilities, llm_capabilities, sandbox_probe
 
     path = check_repo(repo)
 
@@ -150,7 +150,12 @@ def plan(
 
             files = _repo_files(path)[:2000]
             # The plan runs on this machine's pool: its workers offer what this machine does.
-            offered = [*detect_capabilities(), *llm_capabilities(state.settings())]
+            settings = state.settings()
+            offered = [
+                *detect_capabilities(),
+                *llm_capabilities(settings),
+                *sandbox_probe(settings).capabilities(),
+            ]
             return await ask_for_plan(
                 chat,
                 goal,

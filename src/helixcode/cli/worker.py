@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -52,6 +53,7 @@ def worker(
         store = await Store.open(settings)
         try:
             w = Worker(store, settings, options)
+            err_console.print(f"worker {w.id}: {w.sandbox.line()}", highlight=False, soft_wrap=True)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, w.stop)
@@ -109,7 +111,19 @@ def workers(
         emit_json(console, [w.to_dict() for w in found])
         return
     table = Table(title="Workers", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("worker", "name", "status", "running", "slots", "heartbeat", "cpu", "mem", "capabilities"):
+    cols = (
+        "worker",
+        "name",
+        "status",
+        "running",
+        "slots",
+        "heartbeat",
+        "cpu",
+        "mem",
+        "sandbox",
+        "capabilities",
+    )
+    for col in cols:
         table.add_column(col, overflow="fold")
     now = time.time()
     for w in found:
@@ -127,9 +141,18 @@ def workers(
             beat,
             cpu,
             mem,
-            " ".join(c for c in w.capabilities if not c.startswith(("cpu:", "mem:"))),
+            _sandbox_kind(w.capabilities),
+            " ".join(c for c in w.capabilities if not c.startswith(("cpu:", "mem:", "sandbox"))),
         )
     console.print(table if found else "No workers.")
+
+
+def _sandbox_kind(capabilities: Sequence[str]) -> str:
+    """``bubblewrap``, ``off`` (unconfined by the operator's choice) or ``none`` (no agent tasks)."""
+    kinds = [c.split(":", 1)[1] for c in capabilities if c.startswith("sandbox:")]
+    if not kinds:
+        return "[bold red]none[/]"
+    return "[bold yellow]off[/]" if kinds == ["off"] else kinds[0]
 
 
 def _lease_from_env() -> tuple[int, str]:

@@ -1,8 +1,10 @@
 """Capability names that tasks require by default, by how they run.
 
-An agent task needs a model (``llm``) and a git workspace (``git``); a test run (``tests``) needs a
-git workspace only (the debugging tasks it adds are agent tasks); shell and built-in tasks need nothing
-beyond a worker. A plan's explicit ``requires`` replaces these defaults.
+An agent task needs a model (``llm``), a git workspace (``git``) and a working sandbox for the
+commands its model chooses (``sandbox``); a test run (``tests``) needs a git workspace and the sandbox
+(it runs tests a model may have written; the debugging tasks it adds are agent tasks); shell and
+built-in tasks, written by the plan's author, need nothing beyond a worker. A plan's explicit
+``requires`` replaces these defaults.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Any
 
 __all__ = ["AGENT_REQUIRES", "TESTS_REQUIRES", "default_requires", "run_kind"]
 
-AGENT_REQUIRES = ("git", "llm")
-TESTS_REQUIRES = ("git",)
+AGENT_REQUIRES = ("git", "llm", "sandbox")
+TESTS_REQUIRES = ("git", "sandbox")
 
 
 def run_kind(run: Mapping[str, Any] | None) -> str:

@@ -80,6 +80,9 @@ class SuiteOptions(_Strict):
         default=1500, ge=200, le=50_000, description="how much of the failure output a debugging task gets"
     )
     agent: dict[str, Any] = Field(default_factory=dict, description="agent options of the debugging tasks")
+    network: bool | None = Field(
+        default=None, description="the tests may use the network (None: the worker's agent.network)"
+    )
 
     @model_validator(mode="after")
     def _round_in_range(self) -> SuiteOptions:

@@ -93,6 +93,8 @@ def next_round(options: SuiteOptions, outcome: SuiteOutcome) -> list[TaskSpec]:
         return []
     r = options.round
     agent = {**options.agent, "test_command": outcome.command, "verify": False}
+    if options.network is not None:  # the fix's commands run under the same network rule as the tests
+        agent.setdefault("network", options.network)
     fix = TaskSpec.model_validate(
         {
             "id": f"fix{r}",

@@ -108,6 +108,29 @@ class QueueOps(GraphOps):
             raise LeaseLost(task_id, token)
         return row
 
+    async def confirm_lease(self, task_id: int, token: str) -> float:
+        """The fenced check before a side effect outside the database (a git landing): renew the
+        lease for a full TTL if ``token`` still holds it, and return the new expiry (database clock);
+        ``LeaseLost`` otherwise. Renewing, not just reading, gives the side effect a whole TTL."""
+        async with self._write() as conn:
+            row = await self._fenced(
+                conn, task_id, token, lease_expires_at=db_now() + self.settings.tasks.lease_ttl
+            )
+            return float(row["lease_expires_at"])
+
+    async def record_refusal(
+        self, task_id: int, token: str, kind: str, attempt: int | None, worker_id: str | None, **details: Any
+    ) -> None:
+        """Log that an attempt which lost its lease was refused a side effect (``landing_refused``):
+        an append to the task's events, deliberately unfenced, since the writer holds no lease."""
+        async with self._write() as conn:
+            now = await self._now(conn)
+            job_id = (await conn.execute(sa.select(tasks.c.job_id).where(tasks.c.id == task_id))).scalar_one()
+            await self._events(
+                conn,
+                [event(job_id, kind, now, task_id=task_id, attempt=attempt, worker_id=worker_id, **details)],
+            )
+
     # -- what a worker reports ------------------------------------------------------------------
 
     async def report_progress(

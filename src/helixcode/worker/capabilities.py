@@ -20,9 +20,17 @@ from typing import Any
 
 import psutil
 
+from helixcode.agent.sandbox import Probe
 from helixcode.config import Settings
 
-__all__ = ["TOOLCHAINS", "GpuInfo", "detect_capabilities", "gpu_info", "llm_capabilities"]
+__all__ = [
+    "TOOLCHAINS",
+    "GpuInfo",
+    "detect_capabilities",
+    "gpu_info",
+    "llm_capabilities",
+    "sandbox_probe",
+]
 
 TOOLCHAINS = ("python", "node", "go", "cargo", "java", "gcc", "make", "docker", "git", "rg")
 
@@ -113,3 +121,12 @@ def llm_capabilities(settings: Settings) -> list[str]:
     except Exception:  # the embedded model is optional: no model, no capability
         return []
     return ["llm", f"model:{name}"]
+
+
+def sandbox_probe(settings: Settings) -> Probe:
+    """Whether this machine can confine agent commands under ``agent.sandbox`` (probed once per
+    process): its ``capabilities()`` are what agent and test tasks require by default, and its
+    ``line()`` is what ``helix worker`` says at start."""
+    from helixcode.agent.sandbox import Sandbox
+
+    return Sandbox.from_settings(settings.agent).probe()

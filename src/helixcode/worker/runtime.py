@@ -30,7 +30,7 @@ from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFai
 from helixcode.store.store import Store
 from helixcode.store.workers import WorkerInfo
 from helixcode.worker.acks import AckBatcher, Completion
-from helixcode.worker.capabilities import detect_capabilities, llm_capabilities
+from helixcode.worker.capabilities import detect_capabilities, llm_capabilities, sandbox_probe
 from helixcode.worker.resources import ResourceSampler
 from helixcode.worker.wakeup import ReadyListener
 
@@ -84,7 +84,9 @@ class Worker:
         self.id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.name = options.name or f"{host}:{os.getpid()}"
         detected = [*detect_capabilities(), *llm_capabilities(settings)] if options.detect else []
-        self.capabilities = tuple(sorted({*options.capabilities, *detected}))
+        #: Whether model-chosen commands can be confined here; agent tasks require ``sandbox``.
+        self.sandbox = sandbox_probe(settings)
+        self.capabilities = tuple(sorted({*options.capabilities, *detected, *self.sandbox.capabilities()}))
         self.stats = WorkerStats()
         self.sampler = ResourceSampler(with_gpu=options.sample_gpu)
         self._static = self.sampler.static()

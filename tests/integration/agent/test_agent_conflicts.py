@@ -28,7 +28,7 @@ from helixcode.worker.runtime import Worker, WorkerOptions
 from tests.integration.agent.conftest import git
 
 S = TaskStatus
-CAPS = ["git", "llm"]
+CAPS = ["git", "llm", "sandbox"]
 RESOLVED = "def hello():\n    return 'bonjour, hallo'\n"
 
 

@@ -107,7 +107,7 @@ async def test_agent_expand_makes_the_planner_a_waiting_parent(store: Store) -> 
     after = {"id": "after", "type": "testing", "title": "after", "depends_on": ["plan"]}
     spec = parse_plan({"tasks": [planner, {**after, "run": {"builtin": "noop"}}]})
     job = await store.create_job(spec, workdir="/tmp")
-    [claim] = await store.claim("w1", ["git", "llm"], 1)
+    [claim] = await store.claim("w1", ["git", "llm", "sandbox"], 1)
     subtasks = validate_plan(plan(sub("t1"), sub("t2", "testing", ["t1"])))
     with pytest.raises(LeaseLost):
         await store.expand_task(claim.task.id, "stale-token", subtasks)
@@ -130,7 +130,7 @@ async def test_agent_expand_makes_the_planner_a_waiting_parent(store: Store) -> 
     # Critical path first carries through the planner: its subtasks' chains continue into "after".
     assert {k: -v for k, v in chains.items()} == {"plan": 2, "after": 1, "plan.t1": 3, "plan.t2": 2}
     for key in ("plan.t1", "plan.t2"):
-        [c] = await store.claim("w1", ["git", "llm"], 1)
+        [c] = await store.claim("w1", ["git", "llm", "sandbox"], 1)
         assert c.task.key == key
         await store.complete(c.task.id, c.token, {})
     tasks = {t.key: t for t in await store.list_tasks(job.id)}

@@ -58,7 +58,7 @@ async def test_a_task_calls_an_mcp_tool_beside_the_workspace_tools(store: Store,
     tools = pytest.importorskip("helixcode.agent.tools")
     spec = parse_plan({"tasks": [{"id": "ask", "type": "design", "title": "Ask the tiny server"}]})
     job = await store.create_job(spec, workdir=str(tmp_path))
-    [claim] = await store.claim("w-mcp", ["git", "llm"])  # what an agent task needs of its worker
+    [claim] = await store.claim("w-mcp", ["git", "llm", "sandbox"])  # what an agent task needs of its worker
     (tmp_path / "notes.txt").write_text("quiet words\n")
     settings = Settings(mcp=McpSettings(servers=tiny(timeout=10)))
     async with mcp_tools(settings) as providers:  # what the agent executor opens for each attempt

@@ -37,6 +37,7 @@ from typing import Any
 
 from helixcode.agent.conflicts import markers_left, on_conflict
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
+from helixcode.agent.fencing import landing_fence
 from helixcode.agent.inputs import task_inputs
 from helixcode.agent.loop import AgentLoop, LoopLimits, LoopState
 from helixcode.agent.mcp_tools import mcp_tools
@@ -44,7 +45,7 @@ from helixcode.agent.model_needs import model_needs
 from helixcode.agent.planning import ask_for_plan, chain, plan_output, split_uniform
 from helixcode.agent.prompts import PROFILES, system_prompt, task_prompt
 from helixcode.agent.services import AgentServices, services_for
-from helixcode.agent.tools import ToolProvider, Toolset, WorkspaceTools, run_sandboxed
+from helixcode.agent.tools import ToolProvider, Toolset, WorkspaceTools, command_result
 from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, job_branch
 from helixcode.domain.enums import TaskType
 from helixcode.domain.models import Task
@@ -77,6 +78,7 @@ class AgentOptions:
     verify: bool = True  # run the test command after the loop, and fail when it fails
     on_conflict: str = "fail"  # "fail" | "debug": a merge conflict becomes a debugging task
     resolves: list[str] | None = None  # a conflict-resolution task: files that must end marker-free
+    network: bool | None = None  # sandboxed commands may use the network (None: agent.network)
 
     @property
     def debug_conflicts(self) -> bool:
@@ -160,7 +162,7 @@ class AgentExecutor:
             + "\n".join(f"- {s.id} ({s.type.value}): {s.title}" for s in subtasks),
             allow_empty=True,
         )
-        await workspace.integrate(ctx.task.key)
+        await workspace.integrate(ctx.task.key, landing_fence(ctx, services.store, "plan"))
         await workspace.release(tws)
         output = plan_output(
             result, {"commit": commit, "branch": tws.branch, "job_branch": job_branch(ctx.task.job_id)}
@@ -196,11 +198,7 @@ class Attempt:
 
     async def _run(self, saved: Mapping[str, Any], providers: Sequence[ToolProvider]) -> dict[str, Any]:
         task = self.ctx.task
-        tools = Toolset(
-            WorkspaceTools(self.tws.path, self.services.command_policy),
-            self.profile.tools,
-            providers,
-        )
+        tools = Toolset(self._workspace_tools(), self.profile.tools, providers)
         history, named_only = await self._model_fit(tools)
         limits = LoopLimits(
             max_rounds=self.max_rounds,
@@ -226,7 +224,9 @@ class Attempt:
             self.tws, f"{task.key}: {task.title}\n\n{summary}", allow_empty=True
         )
         try:
-            merged = await self.workspace.integrate(task.key)
+            merged = await self.workspace.integrate(
+                task.key, landing_fence(self.ctx, self.services.store, "landing")
+            )
         except MergeConflict as exc:
             done = {"summary": summary, "commit": commit, "rounds": state.rounds, "tokens": state.tokens}
             await on_conflict(
@@ -254,6 +254,17 @@ class Attempt:
             "files": files,
             **extra,
         }
+
+    def _workspace_tools(self) -> WorkspaceTools:
+        """The built-in tools over the worktree; commands run in the worker's sandbox, with the
+        repository's git metadata read-only and the network as the task allows."""
+        return WorkspaceTools(
+            self.tws.path,
+            self.services.command_policy,
+            sandbox=self.services.sandbox,
+            git_dir=self.workspace.common_dir,
+            network=self.opts.network,
+        )
 
     async def _model_fit(self, tools: Toolset) -> tuple[int, bool]:
         """How many characters of past turns fit the likely model's window next to the tools and the
@@ -307,7 +318,15 @@ class Attempt:
         command = self._test_command() if self.opts.verify else None
         if command:
             await self.ctx.report_progress(0.99, f"running {command}")
-            result = await run_sandboxed(command, self.tws.path, TEST_TIMEOUT, 4000)
+            result = command_result(
+                await self.services.sandbox.run(
+                    command,
+                    worktree=self.tws.path,
+                    git_dir=self.workspace.common_dir,
+                    timeout=TEST_TIMEOUT,
+                    network=self.opts.network,
+                )
+            )
             tests = {
                 "command": command,
                 **parse_test_counts(result.content),

@@ -18,7 +18,6 @@ module only runs the command and records the outcome.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,14 +25,13 @@ from pydantic import ValidationError
 from helixcode.agent.executors.agent import TEST_TIMEOUT, detect_test_command, parse_test_counts
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
 from helixcode.agent.inputs import task_inputs
-from helixcode.agent.services import services_for
-from helixcode.agent.tools import run_sandboxed
+from helixcode.agent.services import AgentServices, services_for
+from helixcode.agent.tools import command_result
 from helixcode.agent.workspace import MergeConflict, Workspace
 from helixcode.domain.plan import SuiteOptions
 from helixcode.domain.testcycle import SuiteOutcome, next_round, verdict
 from helixcode.errors import PlanError, TaskFailed
 from helixcode.store.expand import child_key
-from helixcode.store.store import Store
 
 __all__ = ["SuiteExecutor"]
 
@@ -51,7 +49,7 @@ class SuiteExecutor:
             raise TaskFailed(f"invalid test-run options: {exc}", retryable=False) from exc
         services = await services_for(ctx.database_url)
         store = services.store
-        outcome, commit = await self._run_tests(ctx, store, options, services.settings.workers.data_dir)
+        outcome, commit = await self._run_tests(ctx, services, options)
         summary = verdict(options, outcome)
         output: dict[str, object] = {
             "summary": summary,
@@ -76,12 +74,13 @@ class SuiteExecutor:
 
     @staticmethod
     async def _run_tests(
-        ctx: TaskContext, store: Store, options: SuiteOptions, data_dir: str | Path
+        ctx: TaskContext, services: AgentServices, options: SuiteOptions
     ) -> tuple[SuiteOutcome, str]:
-        """Run the tests on the task's branch; the outcome and the commit that was tested."""
+        """Run the tests on the task's branch, in the worker's sandbox (the tests are code a model
+        may have written); the outcome and the commit that was tested."""
         assert ctx.workdir is not None
-        workspace = Workspace(ctx.workdir, ctx.task.job_id, data_dir=data_dir)
-        sources, _ = await task_inputs(store, ctx.task)
+        workspace = Workspace(ctx.workdir, ctx.task.job_id, data_dir=services.settings.workers.data_dir)
+        sources, _ = await task_inputs(services.store, ctx.task)
         try:
             tws = await workspace.prepare(ctx.task.key, sources)
         except MergeConflict as exc:
@@ -96,7 +95,16 @@ class SuiteExecutor:
                 )
             await ctx.report_progress(0.1, f"round {options.round}: {command}")
             limit = max(OUTPUT_LIMIT, options.output_chars + 200)
-            result = await run_sandboxed(command, tws.path, ctx.task.timeout or TEST_TIMEOUT, limit)
+            result = command_result(
+                await services.sandbox.run(
+                    command,
+                    worktree=tws.path,
+                    git_dir=workspace.common_dir,
+                    timeout=ctx.task.timeout or TEST_TIMEOUT,
+                    output_limit=limit,
+                    network=options.network,
+                )
+            )
             commit = await asyncio.to_thread(workspace.head_sync, tws)
         finally:
             await workspace.release(tws)
