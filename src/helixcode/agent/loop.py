@@ -9,11 +9,13 @@ named tool each round); a reply without a tool call
 gets a reminder and the next round forces the profile's working tool by name; the last round forces
 ``finish`` so the task always ends with a summary. Old turns are dropped from the prompt (never from
 the saved state) to fit the model's window.
+
+A call whose arguments did not parse (often cut off at ``max_tokens``) is never run: guessing the rest
+could write a cut-off file. Its tool result says so, with the parse error, and asks for a shorter call.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,25 +171,32 @@ class AgentLoop:
             return
         state.messages.append(Message.assistant(reply.content[:TOOL_RESULT_CHARS], reply.tool_calls))
         for call in reply.tool_calls:
-            result = await self._run_tool(call)
-            state.tool_calls += 1
+            result = await self._run_tool(call, cut=reply.finish_reason == "length")
+            state.tool_calls += 1  # attempted, even when it was not run
             self._note(state, call, result)
             content = result.content
             if len(content) > TOOL_RESULT_CHARS:
                 content = content[:TOOL_RESULT_CHARS] + "\n... (cut)"
             state.messages.append(Message.tool(call.id, content, call.name))
 
-    async def _run_tool(self, call: ToolCall) -> ToolResult:
+    async def _run_tool(self, call: ToolCall, *, cut: bool = False) -> ToolResult:
+        """Run one call; a call whose arguments did not parse is never run (a guess at what was
+        meant could write a cut-off file), the model is told why and asked again."""
         if not call.error:
             return await self.tools.call(call.name, call.arguments)
-        salvaged = salvage_arguments(call.raw_arguments)
-        if salvaged is None:
-            return ToolResult(
-                False, f"{call.name}: the arguments were not valid JSON ({call.error}); try again"
-            )
-        result = await self.tools.call(call.name, salvaged)
-        note = " (the arguments were cut off at the token limit; only what arrived was used)"
-        return ToolResult(result.ok, result.content + note, result.data)
+        return ToolResult(False, self._unparsed(call, cut))
+
+    def _unparsed(self, call: ToolCall, cut: bool) -> str:
+        text = f"{call.name} was NOT executed: its arguments did not parse as a JSON object ({call.error})."
+        # A JSON object that does not end in "}" was cut off, whatever the finish reason said.
+        if not cut and call.raw_arguments.rstrip().endswith("}"):
+            return text + " Call it again with valid JSON arguments."
+        shorter = "write a smaller file"
+        if "edit_file" in {t.name for t in self.tools.specs()}:
+            shorter += ", or change part of a file with edit_file"
+        return (
+            text + f" The reply was cut off at the token limit: make a shorter call (for example {shorter})."
+        )
 
     @staticmethod
     def _note(state: LoopState, call: ToolCall, result: ToolResult) -> None:
@@ -226,22 +235,6 @@ class AgentLoop:
             temperature=self.limits.temperature,
         )
         return await self.chat(request)
-
-
-def salvage_arguments(raw: str) -> dict[str, Any] | None:
-    """Arguments cut off at the token limit, closed so they parse: ``{"a": "xy`` -> ``{"a": "xy"}``."""
-    text = raw.rstrip()
-    if not text.startswith("{"):
-        return None
-    if text.endswith("\\") and not text.endswith("\\\\"):
-        text = text[:-1]
-    for suffix in ('"}', "}", '"]}', "]}", '""}', ': ""}'):
-        try:
-            value = json.loads(text + suffix)
-        except json.JSONDecodeError:
-            continue
-        return value if isinstance(value, dict) else None
-    return None
 
 
 def window(messages: Sequence[Message], budget: int) -> list[Message]:

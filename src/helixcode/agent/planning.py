@@ -2,8 +2,9 @@
 
 The schema goes to the provider as a response schema (constrained decoding where supported: llama.cpp
 grammars, OpenAI structured outputs, Ollama ``format``); the reply is still validated like any task
-graph (fields, types, duplicate ids, unknown references, cycles). An invalid plan gets one repair round
-carrying the validation errors; a second invalid plan fails the attempt with them.
+graph (fields, types, duplicate ids, unknown references, cycles). An invalid plan gets one repair round:
+the first prompt again, plus a short note of the faults (not the whole invalid reply, which could
+overflow a small window); a second invalid plan fails the attempt with them.
 
 Large uniform work (a subtask that lists many ``files`` and whose type is refactoring or porting) is
 cut into balanced parts with the deterministic splitter, weighted by file size, before insertion.
@@ -34,6 +35,14 @@ SUBTASK_TYPES = [t.value for t in TaskType if t is not TaskType.PLANNING]
 UNIFORM_TYPES = (TaskType.REFACTORING, TaskType.PORTING)
 UNIFORM_MIN_FILES = 4
 MAX_REQUIRES = 4
+#: The repair note (see ``repair_note``): each fault cut to FAULT_CHARS, at most MAX_FAULTS of them and
+#: FAULTS_CHARS in all, and, for a reply that is not JSON, its first EXCERPT_CHARS. Small on purpose:
+#: the first prompt may nearly fill a small window, and a server may spend several tokens on a quote
+#: (llama-cpp-python's chatml-function-calling template escapes quotes as HTML entities).
+FAULT_CHARS = 160
+MAX_FAULTS = 6
+FAULTS_CHARS = 240
+EXCERPT_CHARS = 80
 
 PLANNER_PROMPT = (
     "You plan software work. Break the goal into at most {max_subtasks} subtasks, in order. Subtask i "
@@ -213,15 +222,49 @@ async def ask_for_plan(
                     [f"plan still invalid after one repair round: {f}" for f in exc.faults]
                 ) from None
             repaired = list(exc.faults)
-            messages += [
-                Message.assistant(reply.content),
-                Message.user(
-                    "That plan is invalid:\n- " + "\n- ".join(exc.faults) + "\nReply with a corrected plan."
-                ),
-            ]
+            note = repair_note(exc.faults, reply.content, cut=reply.finish_reason == "length")
+            messages = [Message.system(system), Message.user(f"{user}\n\n{note}")]
             continue
         return PlanResult(subtasks, round_, Usage(prompt, completion), repaired, reply.content)
     raise AssertionError("unreachable")
+
+
+def repair_note(faults: Sequence[str], reply: str, *, cut: bool = False) -> str:
+    """What the repair round adds to the first prompt, instead of the whole invalid reply (which could
+    fill a small window on its own): the faults, cut short, and the start of the reply when it is not
+    JSON (otherwise the faults quote what was wrong). So the repair prompt is the first one plus under
+    600 characters, and fits the window the first round fitted. ``cut``: the reply stopped at the
+    token limit, so a shorter plan is asked for."""
+    listed: list[str] = []
+    for fault in faults[:MAX_FAULTS]:
+        room = FAULTS_CHARS - sum(map(len, listed))
+        if listed and room < min(len(fault), FAULT_CHARS):
+            break
+        listed.append(_cut(fault, min(FAULT_CHARS, room)))
+    if len(faults) > len(listed):
+        listed.append(f"({len(faults) - len(listed)} more)")
+    began = ""
+    if not _is_json(reply):
+        excerpt = _cut(" ".join(reply.split()), EXCERPT_CHARS)
+        began = f" It began: {excerpt}" if excerpt else " It was empty."
+    shorter = " It was cut off at the token limit: keep the plan short." if cut else ""
+    return (
+        f"Your previous plan was invalid.{began}{shorter}\nIts faults:\n- "
+        + "\n- ".join(listed)
+        + "\nReply with a corrected plan, JSON only."
+    )
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def split_uniform(specs: Sequence[TaskSpec], root: Path, slots: int = 4) -> list[TaskSpec]:

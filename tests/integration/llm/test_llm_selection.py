@@ -17,10 +17,11 @@ from llm_replay import LLAMA_N_CTX, ReplayServer, json_reply, transcript
 
 from helixcode.agent.executors.agent import AgentExecutor, AgentOptions
 from helixcode.agent.model_needs import model_needs
-from helixcode.agent.planning import ask_for_plan
+from helixcode.agent.planning import PlanResult, ask_for_plan
 from helixcode.agent.services import AgentServices
 from helixcode.domain.enums import TaskType
 from helixcode.domain.plan import parse_plan
+from helixcode.errors import PlanError
 from helixcode.llm import ChatRequest, ChatResponse, LLMManager, Message, NamedTool, ProviderEntry, Tool
 from helixcode.llm.errors import NoCandidate
 from helixcode.llm.llamacpp import LlamaCppProvider
@@ -74,6 +75,28 @@ def for_task(
     return chat
 
 
+async def plan_with_any_outcome(
+    chat: Callable[[ChatRequest], Awaitable[ChatResponse]],
+) -> PlanResult | PlanError:
+    """A plan from the real tiny model, or the fault it made twice: these tests are about where the
+    calls go, which must hold whatever the model (compiled for this CPU) writes."""
+    outcome: PlanResult | PlanError
+    try:
+        outcome = await ask_for_plan(chat, GOAL, max_subtasks=2, max_tokens=200, temperature=0)
+    except PlanError as exc:
+        outcome = exc
+    if isinstance(outcome, PlanError):
+        assert outcome.faults
+        assert all(isinstance(f, str) for f in outcome.faults)
+    else:
+        assert 1 <= len(outcome.subtasks) <= 2
+    return outcome
+
+
+def rounds_of(outcome: PlanResult | PlanError) -> int:
+    return outcome.rounds if isinstance(outcome, PlanResult) else 2
+
+
 @pytest.fixture
 async def mixed(llama_server: str, replay: ReplayServer) -> AsyncIterator[LLMManager]:
     """``wide``: a replayed service with a 128k window and no tool support, the less preferred;
@@ -104,7 +127,17 @@ async def test_a_task_that_needs_tools_skips_the_model_without_them(
     assert chats(replay) == 0
     [call] = reply.tool_calls
     assert call.name == "write_file"
-    assert call.error is None
+    # Selection is the point; the tiny model's arguments depend on the host (llama.cpp compiles per
+    # CPU) and may be cut at max_tokens. Either outcome is typed: parsed arguments, or the fault named
+    # with what arrived kept.
+    if call.error is None:
+        assert isinstance(call.arguments, dict)
+        assert "path" in call.arguments
+    else:
+        assert isinstance(call.error, str)
+        assert "JSON" in call.error
+        assert call.arguments == {}
+        assert call.raw_arguments
     order = [c.provider for c in await mixed.candidates(EDIT, model_needs(TaskType.BUILDING))]
     assert order == ["llama"]
     # a diagram writes its .mmd through tools too: the same choice
@@ -115,12 +148,9 @@ async def test_a_task_that_needs_tools_skips_the_model_without_them(
 async def test_provider_model_and_pins_override_the_ranking(mixed: LLMManager, replay: ReplayServer) -> None:
     planning = model_needs(TaskType.PLANNING)
     stem = PurePath(next(c.model for c in await mixed.catalog() if c.provider == "llama")).stem
-    # --provider llama
-    result = await ask_for_plan(
-        for_task(mixed, planning, provider="llama"), GOAL, max_subtasks=2, max_tokens=200, temperature=0
-    )
-    assert [r.provider for r in mixed.records] == ["llama"]
-    assert 1 <= len(result.subtasks) <= 2
+    # --provider llama: every round of the plan (one, or two with a repair) goes there
+    outcome = await plan_with_any_outcome(for_task(mixed, planning, provider="llama"))
+    assert [r.provider for r in mixed.records] == ["llama"] * rounds_of(outcome)
     # --model <the llama model>, and a plan that requires model:<it>: both pin
     for needs in (
         model_needs(TaskType.PLANNING, model=stem),
@@ -147,9 +177,8 @@ async def test_the_real_server_wins_planning_when_its_window_is_the_larger(
         "llama": ProviderEntry(LlamaCppProvider("llama", llama_server, capabilities=LLAMA), priority=5),
     }
     async with LLMManager(entries) as llm:
-        chat = for_task(llm, model_needs(TaskType.PLANNING))
-        result = await ask_for_plan(chat, GOAL, max_subtasks=2, max_tokens=200, temperature=0)
-        assert [r.provider for r in llm.records] == ["llama"] * result.rounds
+        outcome = await plan_with_any_outcome(for_task(llm, model_needs(TaskType.PLANNING)))
+        assert [r.provider for r in llm.records] == ["llama"] * rounds_of(outcome)
         assert [c.provider for c in await llm.candidates(EDIT, model_needs(TaskType.BUILDING))] == [
             "tiny",
             "llama",
