@@ -1,18 +1,24 @@
-"""Leader election for the reaper: exactly one holder at a time across processes and machines.
+"""Leader election for the reaper: at most one holder at a time across processes and machines.
 
-PostgreSQL: a session-level advisory lock on a connection kept for the purpose; if the holder dies its
-connection closes and the lock is free at once. SQLite: a row in ``locks`` with an expiry the holder
-renews; another process takes over once it has expired.
+Leadership is a lease: a row in ``locks`` with an expiry (database clock) that the holder renews
+every cycle; another process takes over once it has expired. The same on SQLite and PostgreSQL.
+
+PostgreSQL used to hold a session advisory lock on a connection kept for the purpose. That had two
+faults: the connection sat idle in a transaction for the leader's whole life (so
+``idle_in_transaction_session_timeout`` killed it and PgBouncer's transaction mode pinned it), and a
+leader that was frozen (SIGSTOP, a VM paused, a debugger) kept its connection and so its lock: no
+other worker reaped, and the frozen leader's expired leases were never requeued. A lease expires by
+itself, whatever state its holder is in; the row is written once per cycle by the leader and read
+(not written) by the others while it is live.
 """
 
 from __future__ import annotations
 
 import contextlib
-import zlib
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from helixcode.store.database import db_now
 from helixcode.store.tables import locks
@@ -28,36 +34,30 @@ class LeaderLock:
         self.name = name
         self.owner = owner
         self.ttl = ttl
-        self._conn: AsyncConnection | None = None
-        self._key = zlib.crc32(f"helix:{name}".encode())
-
-    @property
-    def _postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
+        self._held = False
 
     async def acquire(self) -> bool:
         try:
-            return await (self._acquire_pg() if self._postgres else self._acquire_row())
+            if not self._held and await self._held_by_another():
+                return False
+            self._held = await self._take()
         except (sa.exc.DBAPIError, OSError):
-            await self._drop_connection()
-            return False
+            self._held = False
+        return self._held
 
-    async def _acquire_pg(self) -> bool:
-        if self._conn is not None:
-            # Still connected means still holding; a cheap round trip proves the connection lives.
-            await self._conn.execute(sa.text("SELECT 1"))
-            return True
-        conn = await self.engine.connect()
-        got = (await conn.execute(sa.select(sa.func.pg_try_advisory_lock(self._key)))).scalar_one()
-        await conn.commit()
-        if got:
-            self._conn = conn
-            return True
-        await conn.close()
-        return False
+    async def _held_by_another(self) -> bool:
+        """A read, so that standing by writes nothing while a live leader holds the lease."""
+        query = sa.select(locks.c.owner).where(
+            locks.c.name == self.name, locks.c.owner != self.owner, locks.c.expires_at >= db_now()
+        )
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(query)).first() is not None
+            await conn.rollback()
+        return found
 
-    async def _acquire_row(self) -> bool:
-        insert = (sqlite.insert if self.engine.dialect.name == "sqlite" else postgresql.insert)(locks)
+    async def _take(self) -> bool:
+        """Take or renew the lease: an upsert that wins only when the row is ours or has expired."""
+        insert = (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(locks)
         stmt = (
             insert.values(name=self.name, owner=self.owner, expires_at=db_now() + self.ttl)
             .on_conflict_do_update(
@@ -72,20 +72,10 @@ class LeaderLock:
         return row is not None and row[0] == self.owner
 
     async def release(self) -> None:
+        """Give the lease up at once (a clean stop), so a successor need not wait for it to expire."""
         with contextlib.suppress(sa.exc.DBAPIError, OSError):
-            if self._postgres:
-                if self._conn is not None:
-                    await self._conn.execute(sa.select(sa.func.pg_advisory_unlock(self._key)))
-                    await self._conn.commit()
-            else:
-                async with self.engine.execution_options(helix_write=True).begin() as conn:
-                    await conn.execute(
-                        locks.delete().where(locks.c.name == self.name, locks.c.owner == self.owner)
-                    )
-        await self._drop_connection()
-
-    async def _drop_connection(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sa.exc.DBAPIError, OSError):
-                await self._conn.close()
-            self._conn = None
+            async with self.engine.execution_options(helix_write=True).begin() as conn:
+                await conn.execute(
+                    locks.delete().where(locks.c.name == self.name, locks.c.owner == self.owner)
+                )
+        self._held = False
