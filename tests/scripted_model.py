@@ -115,7 +115,11 @@ class ScriptedModel:
             name, args = "finish", {"summary": "stopped at the round limit"}
         if self.hook is not None and marker is not None:
             self.hook(marker, turn)
-        call = {"id": f"call_{turn}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+        call = {
+            "id": f"call_{turn}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)},
+        }
         return {
             "id": f"chatcmpl-{turn}",
             "object": "chat.completion",
@@ -135,7 +139,11 @@ class ScriptedModel:
     def tool_results(self, marker: str) -> list[str]:
         """The tool results of the longest conversation for ``marker``, in call order."""
         with self.lock:
-            convs = [r.get("messages") or [] for r in self.requests if self._marker(r.get("messages") or []) == marker]
+            convs = [
+                r.get("messages") or []
+                for r in self.requests
+                if self._marker(r.get("messages") or []) == marker
+            ]
         if not convs:
             return []
         longest = max(convs, key=len)

@@ -112,9 +112,7 @@ def test_a_hostile_model_cannot_leave_the_sandbox(cli: Cli, model: ScriptedModel
         + "\n[agent.limits]\nprocesses = 64\nmemory_mb = 1024\n"
         + "\n[agent.commands]\ntimeout = 5\ndeny = []\n"
     )
-    cli.env.update(
-        {"HOME": str(home), "OPENAI_API_KEY": secret_key, "WORKER_PRIVATE_VALUE": private_value}
-    )
+    cli.env.update({"HOME": str(home), "OPENAI_API_KEY": secret_key, "WORKER_PRIVATE_VALUE": private_value})
     db_file = cli.env["HELIX_DATABASE_URL"].split("///", 1)[1]
     written_hook = tmp_path / "written-hook-ran"
     attempts = {
@@ -139,7 +137,12 @@ def test_a_hostile_model_cannot_leave_the_sandbox(cli: Cli, model: ScriptedModel
         "name": "escapes",
         "workdir": str(repo),
         "tasks": [
-            {"id": "escape", "type": "building", "title": "ESCAPE-SUITE", "run": {"agent": {"max_rounds": 20}}},
+            {
+                "id": "escape",
+                "type": "building",
+                "title": "ESCAPE-SUITE",
+                "run": {"agent": {"max_rounds": 20}},
+            },
             {
                 "id": "net",
                 "type": "building",
@@ -167,18 +170,24 @@ def test_a_hostile_model_cannot_leave_the_sandbox(cli: Cli, model: ScriptedModel
     sent = model.everything_sent()
     for value in (secret_key, private_value, "HOME-SECRET-FILE", "SQLite format"):
         assert value not in sent, f"{value!r} reached the model"
-    assert "OPENAI_API_KEY" not in results["environ"] and "HELIX_DATABASE_URL" not in results["environ"]
+    assert "OPENAI_API_KEY" not in results["environ"]
+    assert "HELIX_DATABASE_URL" not in results["environ"]
     assert "No such file" in results["home"]
     assert "No such file" in results["config"]
     assert "No such file" in results["database"] or "cannot access" in results["database"]
-    assert not (outside / "escaped.txt").exists() and not results["outside"].startswith("exit code 0")
+    assert not (outside / "escaped.txt").exists()
+    assert not results["outside"].startswith("exit code 0")
     assert (repo / ".git" / "hooks" / "post-commit").read_text() == f"#!/bin/sh\ntouch {planted}\n"
     assert (repo / ".git" / "config").read_bytes() == config_before
-    assert not written_hook.exists() and not planted.exists(), "a planted git hook ran"
-    assert "CONNECTED-PG" not in results["postgres"] and not results["postgres"].startswith("exit code 0")
-    assert "CONNECTED-API" not in results["api"] and not results["api"].startswith("exit code 0")
+    assert not written_hook.exists(), "a hook the model wrote ran"
+    assert not planted.exists(), "a hook planted in the repository ran"
+    assert "CONNECTED-PG" not in results["postgres"]
+    assert not results["postgres"].startswith("exit code 0")
+    assert "CONNECTED-API" not in results["api"]
+    assert not results["api"].startswith("exit code 0")
     assert "limit" in results["fork-swarm"] or "fork" in results["fork-swarm"].lower(), results["fork-swarm"]
-    assert "MemoryError" in results["memory-hog"] and "ALLOCATED" not in results["memory-hog"]
+    assert "MemoryError" in results["memory-hog"]
+    assert "ALLOCATED" not in results["memory-hog"]
     assert "detached" in results["detach"]
     assert results["timeout"].startswith("timed out"), results["timeout"]
     assert results["inside"] == "exit code 0\nok\n"
@@ -190,7 +199,8 @@ def test_a_hostile_model_cannot_leave_the_sandbox(cli: Cli, model: ScriptedModel
     # The worker kept working through the swarm and the hog: never lost, both tasks done by it.
     [worker] = cli.json("workers", "--all")
     assert worker["status"] == "stopped"
-    assert "sandbox" in worker["capabilities"] and "sandbox:bubblewrap" in worker["capabilities"]
+    assert "sandbox" in worker["capabilities"]
+    assert "sandbox:bubblewrap" in worker["capabilities"]
 
 
 def test_a_worker_without_a_sandbox_refuses_agent_tasks_and_says_why(
@@ -214,10 +224,11 @@ def test_a_worker_without_a_sandbox_refuses_agent_tasks_and_says_why(
     job = cli.json("submit", str(tmp_path / "plan.json"))["id"]
     proc = cli("worker", "--exit-when-idle", timeout=60)
     assert "sandbox: none works here (bubblewrap (bwrap) is not installed)" in proc.stderr
-    assert "agent.sandbox = \"off\"" in proc.stderr
+    assert 'agent.sandbox = "off"' in proc.stderr
     assert cli.json("status", job)["status"] == "running"  # nobody could take it
     [task] = cli.json("tasks", job)
-    assert task["status"] == "ready" and task["attempts"] == 0
+    assert task["status"] == "ready"
+    assert task["attempts"] == 0
     cli.env["HELIX_AGENT_SANDBOX"] = "off"
     proc = cli("worker", "--exit-when-idle", timeout=60)
     assert "UNCONFINED" in proc.stderr
