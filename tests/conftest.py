@@ -1,7 +1,9 @@
 """Shared fixtures: a fresh database per test, on SQLite always and on PostgreSQL when reachable.
 
 PostgreSQL tests clone a migrated template database (fast); they are skipped when the server cannot be
-reached, unless ``HELIXTEST_REQUIRE_POSTGRES=1`` (CI sets it), in which case they fail.
+reached, unless ``HELIXTEST_REQUIRE_POSTGRES=1`` (CI sets it), in which case they fail. Tests of the
+agent sandbox take the ``sandbox`` fixture: skipped where bubblewrap cannot run here, failed instead
+under ``HELIXTEST_REQUIRE_SANDBOX=1`` (CI).
 """
 
 from __future__ import annotations
@@ -15,11 +17,24 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from helixcode.agent.sandbox import Probe, Sandbox
 from helixcode.config import DatabaseSettings, Settings, TasksSettings
 from helixcode.store.store import Store
 
 PG_ADMIN_DSN = os.environ.get("HELIXTEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("HELIXTEST_REQUIRE_POSTGRES") == "1"
+REQUIRE_SANDBOX = os.environ.get("HELIXTEST_REQUIRE_SANDBOX") == "1"
+
+
+@pytest.fixture
+def sandbox() -> Probe:
+    """The sandbox works here (its probe), or the test skips; under HELIXTEST_REQUIRE_SANDBOX, fails."""
+    probe = Sandbox().probe()
+    if probe.backend is None:
+        if REQUIRE_SANDBOX:
+            pytest.fail(f"HELIXTEST_REQUIRE_SANDBOX=1 but {probe.line()}")
+        pytest.skip(probe.line())
+    return probe
 
 
 def _pg_reachable() -> str | None:

@@ -21,7 +21,7 @@ from typing import IO
 import pytest
 
 from tests.acceptance.conftest import Cli
-from tests.acceptance.test_sandbox_escapes import make_repo, require_sandbox
+from tests.acceptance.test_sandbox_escapes import make_repo
 from tests.integration.agent.conftest import git
 from tests.scripted_model import ScriptedModel, provider_toml
 
@@ -55,8 +55,8 @@ def poll(what: str, check: object, timeout: float = 60.0) -> None:
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.usefixtures("sandbox")
 def test_a_zombie_worker_cannot_land_after_its_successor(cli: Cli, tmp_path: Path) -> None:
-    require_sandbox()
     repo = make_repo(tmp_path)
     model = ScriptedModel().start()
     held: list[IO[str]] = []

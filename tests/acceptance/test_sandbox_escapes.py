@@ -14,7 +14,6 @@ CI sets ``HELIXTEST_REQUIRE_SANDBOX=1``: there these tests fail, never skip, whe
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import subprocess
@@ -25,20 +24,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helixcode.agent.sandbox import Sandbox
 from tests.acceptance.conftest import Cli
 from tests.integration.agent.conftest import git
 from tests.scripted_model import ScriptedModel, provider_toml
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
-
-
-def require_sandbox() -> None:
-    probe = Sandbox().probe()
-    if probe.backend is None:
-        if os.environ.get("HELIXTEST_REQUIRE_SANDBOX"):
-            pytest.fail(f"HELIXTEST_REQUIRE_SANDBOX is set but {probe.line()}")
-        pytest.skip(probe.line())
 
 
 @pytest.fixture
@@ -91,8 +81,8 @@ def connect(port: int, label: str) -> str:
     )
 
 
+@pytest.mark.usefixtures("sandbox")
 def test_a_hostile_model_cannot_leave_the_sandbox(cli: Cli, model: ScriptedModel, tmp_path: Path) -> None:
-    require_sandbox()
     repo = make_repo(tmp_path)
     home, outside = tmp_path / "home", tmp_path / "outside"
     home.mkdir()

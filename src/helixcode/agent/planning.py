@@ -51,7 +51,9 @@ PLANNER_PROMPT = (
 )
 
 
-def plan_schema(max_subtasks: int = 8, capabilities: Sequence[str] | None = None) -> dict[str, Any]:
+def plan_schema(
+    max_subtasks: int = 8, capabilities: Sequence[str] | None = None, *, network: bool = False
+) -> dict[str, Any]:
     """The JSON schema a plan reply must follow.
 
     Subtask ``i`` has the id ``t<i>`` and may depend only on earlier ones (``prefixItems``, one schema
@@ -92,6 +94,8 @@ def plan_schema(max_subtasks: int = 8, capabilities: Sequence[str] | None = None
             "check": {"type": "string"},
             "files": strings,
         }
+        if network:  # only when config lets the planner open the network (``agent.planner_network``)
+            optional["network"] = {"type": "boolean"}
         positions.append(
             {
                 "type": "object",
@@ -111,10 +115,11 @@ def plan_schema(max_subtasks: int = 8, capabilities: Sequence[str] | None = None
 
 
 def validate_plan(
-    text: str, max_subtasks: int = 8, capabilities: Sequence[str] | None = None
+    text: str, max_subtasks: int = 8, capabilities: Sequence[str] | None = None, *, network: bool = False
 ) -> list[TaskSpec]:
     """Subtask specs from a reply, or ``PlanError`` listing every fault found. With ``capabilities``,
-    a subtask requiring anything else is a fault (see ``plan_schema``)."""
+    a subtask requiring anything else is a fault (see ``plan_schema``); so is ``network`` unless
+    ``network`` allows it (a model may not open the sandbox's network unless the operator said so)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -148,6 +153,12 @@ def validate_plan(
             for r in item["requires"]
             if str(r) not in offered
         ]
+    if not network:
+        faults += [
+            f"subtask '{item.get('id')}': 'network' is not allowed here (agent.planner_network is off)"
+            for item in items
+            if isinstance(item, dict) and "network" in item
+        ]
     seen: dict[str, int] = {}
     for spec in specs:
         seen[spec.id] = seen.get(spec.id, 0) + 1
@@ -168,6 +179,8 @@ def _spec(item: Any) -> TaskSpec:
         agent["check"] = str(check)
     if files := item.get("files"):
         agent["files"] = [str(f) for f in files]
+    if item.get("network") is True:
+        agent["network"] = True
     if isinstance(item.get("depends_on"), list):  # the same dependency twice means it once
         item = {**item, "depends_on": list(dict.fromkeys(map(str, item["depends_on"])))}
     fields = {
@@ -196,13 +209,15 @@ async def ask_for_plan(
     max_tokens: int = 1024,
     temperature: float | None = 0.2,
     capabilities: Sequence[str] | None = None,
+    allow_network: bool = False,
 ) -> PlanResult:
     """Ask for a plan; one repair round with the faults; ``PlanError`` if the repair is invalid too.
-    ``capabilities``: what the workers offer, all a subtask may require (``None``: not checked)."""
+    ``capabilities``: what the workers offer, all a subtask may require (``None``: not checked);
+    ``allow_network``: subtasks may ask for the network in their sandbox (``agent.planner_network``)."""
     system = PLANNER_PROMPT.format(max_subtasks=max_subtasks, types=", ".join(SUBTASK_TYPES))
     user = f"Goal: {goal}" + (f"\n\nRepository files:\n{context}" if context else "")
     messages = [Message.system(system), Message.user(user)]
-    schema = ResponseSchema(plan_schema(max_subtasks, capabilities), name="plan")
+    schema = ResponseSchema(plan_schema(max_subtasks, capabilities, network=allow_network), name="plan")
     prompt = completion = 0
     repaired: list[str] = []
     for round_ in (1, 2):
@@ -215,7 +230,7 @@ async def ask_for_plan(
                 completion + reply.usage.completion_tokens,
             )
         try:
-            subtasks = validate_plan(reply.content, max_subtasks, capabilities)
+            subtasks = validate_plan(reply.content, max_subtasks, capabilities, network=allow_network)
         except PlanError as exc:
             if round_ == 2:
                 raise PlanError(

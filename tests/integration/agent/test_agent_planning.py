@@ -158,3 +158,21 @@ async def test_agent_plan_may_only_require_what_the_workers_offer() -> None:
     with pytest.raises(PlanError, match="requires 'gpu', which no worker offers"):
         validate_plan(plan(sub("t1", requires=["gpu"])), capabilities=offered)
     assert validate_plan(plan(sub("t1", requires=["gpu"])))[0].requires  # unchecked without a list
+
+
+def test_the_planner_opens_the_network_only_when_config_allows_it() -> None:
+    reply = json.dumps(
+        {
+            "subtasks": [
+                {"id": "t1", "type": "building", "title": "install deps", "description": "d", "network": True}
+            ]
+        }
+    )
+    with pytest.raises(PlanError, match="'network' is not allowed here"):
+        validate_plan(reply)
+    assert "network" not in json.dumps(plan_schema(2))
+    [spec] = validate_plan(reply, network=True)
+    assert spec.run.agent["network"] is True  # type: ignore[union-attr]
+    assert plan_schema(2, network=True)["properties"]["subtasks"]["prefixItems"][0]["properties"][
+        "network"
+    ] == {"type": "boolean"}

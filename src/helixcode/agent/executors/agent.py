@@ -149,6 +149,7 @@ class AgentExecutor:
                 max_tokens=max(400, 100 * opts.max_subtasks),
                 temperature=opts.temperature,
                 capabilities=await _offered(services, ctx),
+                allow_network=services.settings.agent.planner_network,
             )
         except PlanError as exc:
             raise TaskFailed(str(exc), output={"faults": exc.faults}) from exc
