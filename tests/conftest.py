@@ -20,10 +20,19 @@ from psycopg import sql
 from helixcode.agent.sandbox import Probe, Sandbox
 from helixcode.config import DatabaseSettings, Settings, TasksSettings
 from helixcode.store.store import Store
+from tests.run_counter import RunCounter
 
 PG_ADMIN_DSN = os.environ.get("HELIXTEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("HELIXTEST_REQUIRE_POSTGRES") == "1"
 REQUIRE_SANDBOX = os.environ.get("HELIXTEST_REQUIRE_SANDBOX") == "1"
+
+
+@pytest.fixture
+def run_counter() -> Iterator[RunCounter]:
+    """A counter on loopback for tests (run in the sandbox) that must count their own runs."""
+    counter = RunCounter().start()
+    yield counter
+    counter.stop()
 
 
 @pytest.fixture

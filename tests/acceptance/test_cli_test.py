@@ -13,6 +13,7 @@ import pytest
 
 from tests.acceptance.conftest import Cli
 from tests.integration.agent.conftest import git, model_missing
+from tests.run_counter import RunCounter
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -89,11 +90,8 @@ def test_cli_test_without_a_test_command_is_bad_input(cli: Cli, tmp_path: Path) 
     assert cli.json("status") == []  # nothing was submitted
 
 
-ROUNDS = (
-    "import pathlib\nimport time\n\nRUNS = pathlib.Path({runs!r})\n\n\n"
-    "def test_fails_first_then_passes():\n"
-    "    with RUNS.open('a') as log:\n        log.write('run\\n')\n"
-    "    n = len(RUNS.read_text().splitlines())\n"
+ROUNDS = (  # the tests run in the sandbox, which sees no host file: they count their runs over the network
+    "import time\n{counter}\n\ndef test_fails_first_then_passes():\n"
     "    if n == 2:\n        time.sleep(15)  # the second run: its worker is killed meanwhile\n"
     "    assert n >= 2, 'the first run fails'\n"
 )
@@ -102,14 +100,16 @@ ROUNDS = (
 @pytest.mark.llm
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_cli_test_a_killed_worker_loses_no_round(cli: Cli, tmp_path: Path) -> None:
+def test_cli_test_a_killed_worker_loses_no_round(cli: Cli, tmp_path: Path, run_counter: RunCounter) -> None:
     if reason := model_missing():
         pytest.skip(reason)
     repo = tiny_repo(tmp_path, "a + b")
-    (repo / "tests" / "test_rounds.py").write_text(ROUNDS.format(runs=str(tmp_path / "runs.txt")))
+    (repo / "tests" / "test_rounds.py").write_text(ROUNDS.format(counter=run_counter.snippet()))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "a test that fails once")
-    cli.env.update({"HELIX_TASKS_LEASE_TTL": "4", "HELIX_TASKS_HEARTBEAT_INTERVAL": "1"})
+    cli.env.update(
+        {"HELIX_TASKS_LEASE_TTL": "4", "HELIX_TASKS_HEARTBEAT_INTERVAL": "1", "HELIX_AGENT_NETWORK": "true"}
+    )
     run = cli.popen(
         "test", "--repo", str(repo), "--rounds", "2", "--max-rounds", "1", "--max-tokens", "48", "--no-live"
     )
