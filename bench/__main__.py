@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--only NAME[,NAME]]``: run the measures, print one table, save it as JSON.
 
-Measures: throughput, handoff, makespan, recovery, scale, llm (and ``profile``, run only when named:
+Measures: throughput, handoff, makespan, recovery, scale, llm, sandbox (and ``profile``, run only when named:
 a pyinstrument profile of HelixCode's claim+complete loop).
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from bench import handoff, llm, makespan, recovery, scale, throughput
+from bench import handoff, llm, makespan, recovery, sandbox, scale, throughput
 from bench.common import ROOT, Mode, pg_durability
 from bench.report import Report
 
@@ -23,6 +23,7 @@ MEASURES: dict[str, Callable[..., None]] = {
     "recovery": recovery.run,
     "scale": scale.run,
     "llm": llm.run,
+    "sandbox": sandbox.run,
 }
 
 

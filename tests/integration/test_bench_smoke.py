@@ -40,3 +40,17 @@ def test_tiniest_helix_drain_on_sqlite() -> None:
     assert result.tasks == 20
     assert result.rate > 0
     assert result.worker_cpu_ms_per_task is None or result.worker_cpu_ms_per_task > 0
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_the_sandbox_measure_reports_added_latency() -> None:
+    from bench import sandbox
+    from bench.common import Mode
+
+    report = Report("smoke")
+    sandbox.run(Mode.for_run(quick=True), report, lambda _msg: None)
+    assert [r.metric for r in report.rows] == [
+        "`true` through Sandbox.run, p50",
+        "`true` through Sandbox.run, p99",
+    ]
+    assert all(isinstance(r.ours, float) and isinstance(r.theirs, float) for r in report.rows)

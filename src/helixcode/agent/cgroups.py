@@ -14,6 +14,7 @@ there, so it already caps the sandbox alone.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -40,6 +41,7 @@ class CgroupLimit:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[_Group]:
+        _sweep()
         name = f"helix-sandbox-{os.getpid()}-{next(_counter)}"
         group = _Group(
             self, self.pids_parent / name, self.memory_parent / name if self.memory_parent else None
@@ -93,15 +95,40 @@ class _Group:
         return found
 
     def remove(self) -> None:
+        """Remove the group, or leave it to the next sweep when its last processes are still being
+        reaped (waiting here for them cost more than the sandbox's whole start-up)."""
         for path in {self.pids, *([self.memory] if self.memory else [])}:
-            for _ in range(50):  # the last processes may still be leaving
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)
+            if not _rmdir(path):
+                _leftover.add(path)
+
+
+#: Groups whose last processes were still leaving when their command ended.
+_leftover: set[Path] = set()
+
+
+def _rmdir(path: Path) -> bool:
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _sweep() -> None:
+    for path in list(_leftover):
+        if _rmdir(path):
+            _leftover.discard(path)
+
+
+@atexit.register
+def _sweep_at_exit() -> None:
+    for _ in range(100):
+        _sweep()
+        if not _leftover:
+            return
+        time.sleep(0.01)
 
 
 def _read(path: Path) -> str | None:

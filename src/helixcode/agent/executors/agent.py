@@ -44,6 +44,7 @@ from helixcode.agent.mcp_tools import mcp_tools
 from helixcode.agent.model_needs import model_needs
 from helixcode.agent.planning import ask_for_plan, chain, plan_output, split_uniform
 from helixcode.agent.prompts import PROFILES, system_prompt, task_prompt
+from helixcode.agent.sandbox import Sandbox
 from helixcode.agent.services import AgentServices, services_for
 from helixcode.agent.tools import ToolProvider, Toolset, WorkspaceTools, command_result
 from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, job_branch
@@ -313,9 +314,10 @@ class Attempt:
     async def _post_step(self, state: LoopState) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.ctx.task.type is TaskType.DIAGRAM:
-            out["diagrams"] = await asyncio.to_thread(
+            sources = await asyncio.to_thread(
                 write_diagram, self.tws.path, self.ctx.task.key, state.files_written
             )
+            out["diagrams"] = await render_diagrams(self.services.sandbox, self.tws.path, sources)
         command = self._test_command() if self.opts.verify else None
         if command:
             await self.ctx.report_progress(0.99, f"running {command}")
@@ -397,33 +399,38 @@ def parse_test_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def write_diagram(root: Path, key: str, written: list[str]) -> list[str]:
-    """Make sure the task leaves Mermaid source; render flowcharts to SVG when Graphviz is installed."""
+def write_diagram(root: Path, key: str, written: list[str]) -> list[Path]:
+    """Make sure the task leaves Mermaid source (a flowchart of the repository when the model wrote
+    none); the sources, to render."""
     sources = [root / p for p in written if p.endswith((".mmd", ".mermaid")) and (root / p).is_file()]
     if not sources:
         target = root / "docs" / "diagrams" / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', key)}.mmd"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(repository_mermaid(root), encoding="utf-8")
         sources = [target]
-    made = [str(p.relative_to(root)) for p in sources]
-    if dot := shutil.which("dot"):
-        import subprocess
+    return sources
 
-        for src in sources:
-            graph = mermaid_to_dot(src.read_text(encoding="utf-8", errors="replace"))
-            if graph is None:
-                continue
-            svg = src.with_suffix(".svg")
-            proc = subprocess.run(
-                [dot, "-Tsvg", "-o", str(svg)],
-                input=graph,
-                text=True,
-                capture_output=True,
-                timeout=60,
-                check=False,
+
+async def render_diagrams(sandbox: Sandbox, root: Path, sources: Sequence[Path]) -> list[str]:
+    """The sources, and an SVG of each flowchart when Graphviz is installed. Graphviz reads input a
+    model wrote, so it runs in the sandbox like any command of the task."""
+    made = [str(p.relative_to(root)) for p in sources]
+    if shutil.which("dot") is None:
+        return made
+    for src in sources:
+        graph = mermaid_to_dot(src.read_text(encoding="utf-8", errors="replace"))
+        if graph is None:
+            continue
+        dot_file, svg = src.with_suffix(".dot"), src.with_suffix(".svg")
+        dot_file.write_text(graph, encoding="utf-8")
+        try:
+            result = await sandbox.run(
+                ["dot", "-Tsvg", "-o", str(svg), str(dot_file)], worktree=root, timeout=60, network=False
             )
-            if proc.returncode == 0:
-                made.append(str(svg.relative_to(root)))
+        finally:
+            dot_file.unlink(missing_ok=True)
+        if result.ok and svg.is_file():
+            made.append(str(svg.relative_to(root)))
     return made
 
 
