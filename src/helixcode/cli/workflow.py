@@ -68,7 +68,7 @@ TokensOpt = Annotated[int | None, typer.Option("--max-tokens", min=16, help="Tok
 LiveOpt = Annotated[bool, typer.Option("--live/--no-live", help="Show the live task view.")]
 
 #: What the pool's workers can do; the view stops waiting when no such work is left.
-POOL_CAPABILITIES = ["git", "llm"]
+POOL_CAPABILITIES = ["git", "llm", "sandbox"]
 
 
 def agent_options(**given: Any) -> dict[str, Any]:
@@ -91,6 +91,16 @@ def check_repo(repo: str) -> str:
             raise ConfigError(f"--repo {repo}: not a git repository with at least one commit") from exc
         raise ConfigError(f"--repo {ws.shown}: {exc}") from exc
     return ws.url or str(ws.repo)
+
+
+def check_sandbox() -> None:
+    """The local pool runs agent and test tasks, which need a working sandbox (or ``agent.sandbox =
+    "off"``): say so before anything is submitted, rather than start workers that will take nothing."""
+    from helixcode.worker.capabilities import sandbox_probe
+
+    probe = sandbox_probe(state.settings())
+    if not probe.usable:
+        raise ConfigError(f"the local workers could not take this job's tasks: {probe.line()}")
 
 
 def submit(spec: JobSpec, repo: str) -> str:
