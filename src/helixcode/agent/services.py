@@ -1,7 +1,8 @@
 """What agent tasks share within one worker process: settings, a store, the LLM manager.
 
 Built lazily, once per process and database URL, from the process's own settings (``helix.toml``,
-``HELIX_*``), so a worker that never runs an agent task never loads a model. Tests (and embedders)
+``HELIX_*``), so a worker that never runs an agent task never loads a model; the LLM manager's health
+monitor starts with it. Tests (and embedders)
 install their own with ``install``. ``extra_tools`` is the hook for tools from elsewhere (the MCP
 client's ``McpToolset``): providers listed there are offered to every agent task of this process.
 """
@@ -64,6 +65,9 @@ async def services_for(database_url: str) -> AgentServices:
         await store.aclose()
         return found
     services = AgentServices.build(settings, store, build_manager(settings))
+    # Probe providers in the background (``llm.health_interval``; never a billed call), so that model
+    # selection in this worker skips one that is down instead of finding out on a task's call.
+    services.llm.monitor.start()
     _shared[database_url] = services
     return services
 

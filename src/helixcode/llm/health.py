@@ -5,6 +5,7 @@ does I/O, and only through ``Provider.health()`` (cheap, unbilled probes, never 
 
     closed --(threshold consecutive failures)--> open --(cooldown elapsed)--> half_open
     half_open --(trial succeeds)--> closed        half_open --(trial fails)--> open
+    half_open --(trial ends without a verdict: 429, 4xx, cancelled)--> half_open, trial released
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ class CircuitBreaker:
         """Note that a call is going out (a half-open breaker then holds further calls)."""
         if self.state == "half_open":
             self._trial_out = True
+
+    def settle(self) -> None:
+        """A call ended without a verdict on the provider (a 4xx, a 429, a context overflow, a
+        cancellation, a local timeout): release the trial it may have held, change nothing else. Every
+        call ends here (``finally``), so a half-open breaker can never wait for a trial that is over."""
+        self._trial_out = False
 
     def record_success(self) -> None:
         self.failures = 0

@@ -25,6 +25,7 @@ from helixcode.llm.errors import (
     LLMError,
     MissingExtra,
     ModelNotFound,
+    ProviderTimeout,
     ServerError,
     context_overflow,
 )
@@ -159,6 +160,10 @@ class LocalProvider(Provider):
                 body = dict(await asyncio.to_thread(self._run, kwargs), model=self.model_name)
         except LLMError:
             raise
+        except TimeoutError as exc:  # typed, so the manager retries or falls back like for any provider
+            raise ProviderTimeout(
+                f"no reply within {total:g}s", provider=self.name, model=self.model_name
+            ) from exc
         except (ValueError, RuntimeError, TypeError, KeyError) as exc:
             raise map_local_error(exc, provider=self.name, model=self.model_name) from exc
         return decode_completion(body, provider=self.name, model=self.model_name)

@@ -83,6 +83,7 @@ class LLMManager:
         health_interval: float = 30.0,
         default_provider: str | None = None,
         default_model: str | None = None,
+        max_rate_wait: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -96,6 +97,8 @@ class LLMManager:
         self.monitor = HealthMonitor(self.providers, interval=health_interval)
         self.default_provider = default_provider
         self.default_model = default_model
+        #: Longest a call waits, in all, for 429 cool-downs when no other candidate can serve it.
+        self.max_rate_wait = max_rate_wait
         self.records: deque[CallRecord] = deque(maxlen=1000)
         self.latency: dict[tuple[str, str], float] = {}
         self.discovery_errors: dict[str, str] = {}
@@ -173,22 +176,55 @@ class LLMManager:
         then ``llm.default_model`` (when the call goes to the default provider); ``provider`` narrows
         the pool to one provider.
         """
+        req, pool = await self._pool(request, requirements, provider)
+        return select(pool, req, available=self.available)
+
+    async def _pool(
+        self, request: ChatRequest, requirements: Requirements | None, provider: str | None
+    ) -> tuple[Requirements, list[Candidate]]:
         provider = provider or self.default_provider
         if provider is not None and provider not in self.providers:
             raise NoCandidate(f"no provider named {provider!r} (configured: {', '.join(self.providers)})")
         req = Requirements.for_request(request, requirements)
         if not req.models and self.default_model and provider == self.default_provider:
             req = dataclasses.replace(req, models=(self.default_model,))
-        pool = [c for c in await self.catalog() if provider is None or c.provider == provider]
-        return select(pool, req, available=self.available)
+        return req, [c for c in await self.catalog() if provider is None or c.provider == provider]
+
+    async def rate_wait(
+        self, request: ChatRequest, requirements: Requirements | None = None, provider: str | None = None
+    ) -> float | None:
+        """Seconds until a model that could serve ``request`` ends its 429 cool-down, when only
+        cool-downs stand in the way (None: nothing that fits would serve it after any wait)."""
+        req, pool = await self._pool(request, requirements, provider)
+        cooling = [
+            self.cooldowns.remaining(c.provider, c.model)
+            for c in select(pool, req, available=lambda c: self.monitor.healthy(c.provider))
+            if self.breakers[c.provider].allows() and self.cooldowns.is_cool(c.provider, c.model)
+        ]
+        return min(cooling) if cooling else None
 
     # -- chat: _with_fallback -> _with_retries -> _call_once --
 
     async def chat(
         self, request: ChatRequest, *, requirements: Requirements | None = None, provider: str | None = None
     ) -> ChatResponse:
-        queue = await self.candidates(request, requirements, provider)
-        return await self._with_fallback(request, queue)
+        """The reply from the best candidate, falling back on failure. When every candidate left is
+        only cooling down after a 429, wait for the first one (up to ``max_rate_wait`` in all) rather
+        than fail: the provider said when to come back."""
+        waited = 0.0
+        while True:
+            queue = await self.candidates(request, requirements, provider)
+            try:
+                return await self._with_fallback(request, queue)
+            except NoCandidate:
+                delay = await self.rate_wait(request, requirements, provider)
+                if delay is None or waited + delay > self.max_rate_wait:
+                    raise
+            log.info(
+                "waiting for a rate limit", extra={"action": "llm.rate_wait", "seconds": round(delay, 3)}
+            )
+            await self._sleep(delay)
+            waited += delay
 
     async def _with_fallback(self, request: ChatRequest, queue: list[Candidate]) -> ChatResponse:
         attempts: list[tuple[str, str]] = []
@@ -233,13 +269,16 @@ class LLMManager:
                 attempt += 1
 
     async def _call_once(self, cand: Candidate, request: ChatRequest) -> ChatResponse:
-        self.breakers[cand.provider].begin()
+        breaker = self.breakers[cand.provider]
+        breaker.begin()
         started = time.monotonic()
         try:
             reply = await self.providers[cand.provider].chat(dataclasses.replace(request, model=cand.model))
         except LLMError as exc:
             self._record_failure(cand, exc, started)
             raise
+        finally:
+            breaker.settle()
         self._record(
             cand, CallRecord(cand.provider, cand.model, True, time.monotonic() - started, usage=reply.usage)
         )
@@ -276,6 +315,8 @@ class LLMManager:
                             yield event
                 except LLMError as exc:
                     self._record_failure(cand, exc, started, inner)
+                    if isinstance(exc, StreamInterrupted):
+                        raise
                     if inner.content_started:
                         raise StreamInterrupted(inner.response, exc) from exc
                     decision = decide(exc, attempt, self.policy)
@@ -285,6 +326,8 @@ class LLMManager:
                         continue
                     queue = self._after_failure(cand, exc, queue, attempts)
                     break
+                finally:
+                    self.breakers[cand.provider].settle()
                 record = CallRecord(
                     cand.provider,
                     cand.model,

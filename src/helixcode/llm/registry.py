@@ -137,6 +137,7 @@ def build_manager(settings: Settings) -> LLMManager:
     return LLMManager(
         entries,
         policy=RetryPolicy(attempts_per_candidate=llm.retry_attempts, max_wait=llm.retry_max_wait),
+        max_rate_wait=llm.rate_limit_wait,
         breaker_threshold=llm.breaker_threshold,
         breaker_cooldown=llm.breaker_cooldown,
         health_interval=llm.health_interval,

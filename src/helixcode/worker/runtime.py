@@ -25,12 +25,12 @@ from helixcode.agent.executors import AlreadyReported, TaskContext, executor_for
 from helixcode.config import Settings
 from helixcode.domain.enums import Criticality
 from helixcode.domain.models import Claim, LeaseState
-from helixcode.engine.reaper import Reaper
+from helixcode.domain.records import WorkerInfo
 from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFailed
 from helixcode.store.store import Store
-from helixcode.store.workers import WorkerInfo
 from helixcode.worker.acks import AckBatcher, Completion
 from helixcode.worker.capabilities import detect_capabilities, llm_capabilities, sandbox_probe
+from helixcode.worker.reaper import Reaper
 from helixcode.worker.resources import ResourceSampler
 from helixcode.worker.wakeup import ReadyListener
 
@@ -213,14 +213,22 @@ class Worker:
                 lambda: self.store.report_progress(task.id, claim.token, f, m)
             ),
         )
+        deadline = asyncio.timeout(task.timeout)
         try:
-            async with asyncio.timeout(task.timeout):
+            async with deadline:
                 output = await executor_for(task.run).execute(ctx)
         except asyncio.CancelledError:
             await self._after_cancel(claim)
             raise
-        except TimeoutError:
-            await self._report_failure(claim, TaskFailed(f"timed out after {task.timeout:g}s"))
+        except TimeoutError as exc:
+            # The task's own timeout, or a timeout inside the executor (a git command, a model call):
+            # either way the attempt failed, and the message says which.
+            why = (
+                f"timed out after {task.timeout:g}s"
+                if deadline.expired()
+                else f"timed out: {exc or 'TimeoutError'}"
+            )
+            await self._report_failure(claim, TaskFailed(why))
         except TaskFailed as exc:
             await self._report_failure(claim, exc)
         except AlreadyReported:  # the executor wrote its outcome itself (a planner that expanded)
