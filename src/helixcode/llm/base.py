@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
 from typing import ClassVar, Self
 
-from helixcode.llm.errors import ProviderTimeout, Refusal
+from helixcode.llm.errors import LLMError, ProviderTimeout, Refusal, StreamInterrupted
 from helixcode.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -82,18 +82,28 @@ class ChatStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        try:
+            event = await self._next()
+        except StreamInterrupted:
+            raise
+        except LLMError as exc:
+            if self.content_started:  # the caller may have shown some of it: say so, with what arrived
+                raise StreamInterrupted(self.response, exc) from exc
+            raise
+        self._record(event)
+        return event
+
+    async def _next(self) -> StreamEvent:
         limit, which = self._next_limit()
         try:
             async with asyncio.timeout(limit) as scope:
-                event = await anext(self._source)
+                return await anext(self._source)
         except TimeoutError as exc:
             if not scope.expired():
                 raise
             raise ProviderTimeout(
                 f"no {which} within {limit:.3g}s", provider=self.provider, model=self.model
             ) from exc
-        self._record(event)
-        return event
 
     def _next_limit(self) -> tuple[float | None, str]:
         d = self._deadlines
@@ -137,10 +147,17 @@ class ChatStream:
 
 
 async def collect(stream: ChatStream) -> ChatResponse:
-    """Drain a stream into a response; a refusal becomes :class:`Refusal`."""
-    async with stream:
-        async for _ in stream:
-            pass
+    """Drain a stream into a response; a refusal becomes :class:`Refusal`. Nobody saw a partial reply
+    here, so a stream cut after content raises its cause (a connection drop, a context overflow), which
+    the manager can retry or fall back on, rather than ``StreamInterrupted``."""
+    try:
+        async with stream:
+            async for _ in stream:
+                pass
+    except StreamInterrupted as exc:
+        if isinstance(exc.__cause__, LLMError):
+            raise exc.__cause__ from exc
+        raise
     response = stream.response
     if response.finish_reason == "refusal":
         raise Refusal(response.content or "the model refused", provider=stream.provider, model=stream.model)

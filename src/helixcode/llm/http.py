@@ -81,7 +81,12 @@ class HttpProvider(Provider):
         try:
             return response.json()
         except ValueError as exc:
-            raise ServerError(f"{path} answered non-JSON", provider=self.name, model=model) from exc
+            raise ServerError(
+                f"{path} answered non-JSON ({response.status_code}, "
+                f"{response.headers.get('content-type') or 'no content type'}): {snippet(response.text)}",
+                provider=self.name,
+                model=model,
+            ) from exc
 
     @asynccontextmanager
     async def _open_stream(
@@ -113,3 +118,9 @@ class HttpProvider(Provider):
         except Exception as exc:  # a probe reports, it never raises
             return HealthStatus(False, str(exc), time.monotonic() - started)
         return HealthStatus(True, "ok", time.monotonic() - started)
+
+
+def snippet(text: str, limit: int = 200) -> str:
+    """The start of a body, on one line, for an error message (an HTML error page, say)."""
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[:limit] + "...") if flat else "(empty body)"

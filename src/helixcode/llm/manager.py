@@ -314,7 +314,8 @@ class LLMManager:
                         async for event in inner:
                             yield event
                 except LLMError as exc:
-                    self._record_failure(cand, exc, started, inner)
+                    cause = exc.__cause__ if isinstance(exc, StreamInterrupted) else exc
+                    self._record_failure(cand, cause if isinstance(cause, LLMError) else exc, started, inner)
                     if isinstance(exc, StreamInterrupted):
                         raise
                     if inner.content_started:

@@ -3,6 +3,8 @@
 - a half-open breaker whose trial ends in a 429, another 4xx or a cancellation must not stay wedged;
 - a 429 with a short ``Retry-After`` and no other candidate waits instead of failing at once;
 - the embedded provider's own timeout is a typed, retryable ``ProviderTimeout``;
+- a provider's stream cut after content raises ``StreamInterrupted`` with the partial text, and an HTML
+  answer names its content type and shows its start;
 - a worker's agent services start the health monitor.
 """
 
@@ -16,10 +18,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from llm_replay import ReplayServer, Reply, json_reply
+from llm_replay import ReplayServer, Reply, json_reply, transcript
 
 from helixcode.llm import ChatRequest, LLMManager, Message, ModelCapabilities, ProviderEntry
-from helixcode.llm.errors import LLMError, NoCandidate, ProviderTimeout
+from helixcode.llm.base import ChatStream
+from helixcode.llm.errors import (
+    ConnectionDropped,
+    LLMError,
+    NoCandidate,
+    ProviderTimeout,
+    ServerError,
+    StreamInterrupted,
+)
 from helixcode.llm.local import LocalProvider
 from helixcode.llm.openai_compat import OpenAICompatProvider
 from helixcode.llm.types import Deadlines
@@ -37,6 +47,12 @@ def completion(text: str) -> dict[str, object]:
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
     }
+
+
+async def drain(stream: ChatStream) -> None:
+    async with stream:
+        async for _ in stream:
+            pass
 
 
 def rate_limited(seconds: str) -> Reply:
@@ -149,3 +165,24 @@ async def test_agent_services_start_the_health_monitor(
         assert not task.done()
     finally:
         await close_services()
+
+
+async def test_a_providers_stream_cut_after_content_says_so_with_the_partial_text(
+    replay: ReplayServer,
+) -> None:
+    replay.add("POST", "/v1/chat/completions", transcript("openai_dropped.sse", drop=True))
+    async with OpenAICompatProvider("oa", f"{replay.url}/v1", models=["m"], capabilities=CAPS) as provider:
+        with pytest.raises(StreamInterrupted) as info:
+            await drain(provider.stream(HI))
+    assert info.value.partial.content == "Partial answ"
+    assert isinstance(info.value.__cause__, ConnectionDropped)
+
+
+async def test_an_html_answer_names_its_content_type_and_shows_the_start(replay: ReplayServer) -> None:
+    page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+    replay.add("POST", "/v1/chat/completions", Reply(200, {"Content-Type": "text/html"}, page))
+    async with OpenAICompatProvider("oa", f"{replay.url}/v1", models=["m"], capabilities=CAPS) as provider:
+        with pytest.raises(ServerError) as info:
+            await provider.chat(HI)
+    assert "text/html" in str(info.value)
+    assert "502 Bad Gateway" in str(info.value)
