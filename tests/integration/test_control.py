@@ -10,10 +10,10 @@ import pytest
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.models import Event, LeaseState
 from helixcode.domain.plan import JobSpec, parse_plan
+from helixcode.domain.records import WorkerInfo
 from helixcode.domain.splitting import Part, split_balanced
 from helixcode.errors import InvalidTransition, LeaseLost, SchedulerError
 from helixcode.store.store import Store
-from helixcode.store.workers import WorkerInfo
 
 S = TaskStatus
 

@@ -6,9 +6,9 @@ import pytest
 from rich.console import Console
 
 from helixcode.cli.history import history_json, history_table, sparkline
+from helixcode.domain.records import WorkerInfo
 from helixcode.engine.manager import pick_worker
 from helixcode.errors import NotFound
-from helixcode.store.workers import WorkerInfo
 
 
 def test_levels_on_a_fixed_scale() -> None:

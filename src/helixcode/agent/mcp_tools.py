@@ -11,11 +11,11 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from helixcode.agent.mcp_client import McpToolset
 from helixcode.agent.tools import ToolProvider, ToolResult
 from helixcode.config import Settings
 from helixcode.errors import McpError
 from helixcode.llm.types import Tool
-from helixcode.mcp.client import McpToolset
 
 __all__ = ["McpTools", "mcp_tools"]
 

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from helixcode.domain.records import ROLES, ApiToken, Role
 from helixcode.engine.manager import TaskManager
 from helixcode.errors import AccessDenied, Forbidden
 from helixcode.store.store import Store
-from helixcode.store.tokens import ROLES, ApiToken, Role
 
 __all__ = ["Admin", "Manager", "Operator", "StoreDep", "Viewer", "require"]
 

@@ -13,9 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Summa
 from prometheus_client.registry import Collector
 
 from helixcode.domain.enums import TaskStatus
+from helixcode.domain.records import QueueCounts, WorkerInfo
 from helixcode.llm.manager import CallRecord
-from helixcode.store.inspect import QueueCounts
-from helixcode.store.workers import WorkerInfo
 
 __all__ = ["CONTENT_TYPE", "render_metrics"]
 

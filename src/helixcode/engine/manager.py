@@ -9,10 +9,10 @@ from typing import Any
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.models import Event, Job, JobSummary, Task
 from helixcode.domain.plan import JobSpec
+from helixcode.domain.records import WorkerInfo
 from helixcode.domain.splitting import choose_parts, split_balanced
 from helixcode.errors import NotFound
 from helixcode.store.store import Store
-from helixcode.store.workers import WorkerInfo
 
 __all__ = ["TaskManager", "job_workdir", "pick_worker"]
 

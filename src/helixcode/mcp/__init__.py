@@ -1,2 +1,4 @@
-"""MCP, both ways: ``server`` exposes HelixCode's jobs as MCP tools and resources (`helix mcp`);
-``client`` lets agent tasks call tools of MCP servers listed under ``[mcp.servers.NAME]``."""
+"""MCP, as a server: ``server`` exposes HelixCode's jobs as MCP tools and resources (`helix mcp`).
+
+The client side, which lets agent tasks call tools of MCP servers listed under ``[mcp.servers.NAME]``,
+is one of the agent's tool providers: ``helixcode.agent.mcp_client`` and ``helixcode.agent.mcp_tools``."""

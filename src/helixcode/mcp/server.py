@@ -28,10 +28,10 @@ from helixcode.config import Settings
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.goals import goal_spec
 from helixcode.domain.plan import JobSpec, parse_plan
+from helixcode.domain.records import ROLES, Role
 from helixcode.engine.manager import TaskManager, job_workdir
 from helixcode.errors import AccessDenied, HelixError
 from helixcode.store.store import Store
-from helixcode.store.tokens import ROLES, Role
 
 __all__ = ["Backend", "TokenGate", "build_server", "serve_http", "serve_stdio"]
 

@@ -3,51 +3,24 @@ and the counters behind ``/metrics``."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import sqlalchemy as sa
 
 from helixcode.domain.models import Event
+from helixcode.domain.records import AttemptRecord, QueueCounts
 from helixcode.store.base import StoreBase
 from helixcode.store.rows import event_from_row
 from helixcode.store.tables import events, results, tasks
 
-__all__ = ["Attempt", "InspectOps", "QueueCounts"]
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One finished attempt of a task: outcome, error, output, who ran it and when."""
-
-    attempt: int
-    outcome: str
-    worker_id: str | None
-    error: str | None
-    output: dict[str, Any]
-    started_at: float | None
-    finished_at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCounts:
-    """Tasks by status and events by kind, over the whole database."""
-
-    tasks: dict[str, int]
-    events: dict[str, int]
-    lease_losses: int
+__all__ = ["InspectOps"]
 
 
 class InspectOps(StoreBase):
-    async def list_attempts(self, task_id: int) -> list[Attempt]:
+    async def list_attempts(self, task_id: int) -> list[AttemptRecord]:
         stmt = sa.select(results).where(results.c.task_id == task_id).order_by(results.c.attempt)
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [
-            Attempt(
+            AttemptRecord(
                 attempt=r["attempt"],
                 outcome=r["outcome"],
                 worker_id=r["worker_id"],

@@ -8,38 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from helixcode.domain.records import ROLES, ApiToken, Role
 from helixcode.errors import NotFound
 from helixcode.store.base import StoreBase
 from helixcode.store.tables import api_tokens
 
-__all__ = ["ROLES", "ApiToken", "Role", "TokenOps", "hash_token"]
+__all__ = ["TokenOps", "hash_token"]
 
-Role = Literal["viewer", "operator", "admin"]
-#: Weakest first: a role may do what every role before it may.
-ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 PREFIX = "hx_"
 
 
 def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class ApiToken:
-    id: str
-    name: str
-    role: Role
-    created_at: float
-    last_used_at: float | None = None
-    revoked_at: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _token(row: sa.RowMapping) -> ApiToken:

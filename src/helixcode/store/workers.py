@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,35 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helixcode.domain.enums import Criticality, TaskStatus
 from helixcode.domain.models import LeaseState
+from helixcode.domain.records import WorkerInfo
 from helixcode.store.base import StoreBase, event
 from helixcode.store.queue import QueueOps
 from helixcode.store.tables import tasks, worker_heartbeats, workers
 
 LIVE = ("active", "draining")
 
+#: ``WorkerInfo`` is re-exported for api/client.py until it imports it from ``helixcode.domain.records``:
+#: to be removed.
 __all__ = ["WorkerInfo", "WorkerOps"]
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    id: str
-    name: str
-    host: str
-    pid: int
-    version: str
-    capabilities: tuple[str, ...]
-    resources: dict[str, Any]
-    concurrency: int
-    status: str = "active"
-    started_at: float | None = None
-    last_heartbeat_at: float | None = None
-    stopped_at: float | None = None
-    running: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
 
 
 class WorkerOps(QueueOps, StoreBase):

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from helixcode.agent.mcp_client import McpToolset
 from helixcode.agent.mcp_tools import mcp_tools
 from helixcode.config import McpServerSettings, McpSettings, Settings
 from helixcode.domain.plan import parse_plan
 from helixcode.errors import McpError
-from helixcode.mcp.client import McpToolset
 from helixcode.store.store import Store
 
 SERVER = str(Path(__file__).with_name("tiny_server.py"))
