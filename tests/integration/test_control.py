@@ -412,3 +412,17 @@ async def test_every_transition_writes_an_event(store: Store) -> None:
     assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
     job_events = [e.kind for e in await store.list_events(job.id) if e.task_key is None]
     assert job_events == ["created", "paused", "resumed", "succeeded"]
+
+
+async def test_a_critical_task_that_fails_through_a_part_pauses_its_job(store: Store) -> None:
+    """A critical split parent fails because a part failed: the job pauses, as when the critical task
+    fails itself (the same for a planner whose planned subtask fails)."""
+    job = await store.create_job(spec(t("big", criticality="critical"), t("other")))
+    await store.split_task(job.id, "big", [Part(("x",), 1.0), Part(("y",), 1.0)])
+    claims = {c.task.key: c for c in await store.claim("w1", limit=10)}
+    part = claims["big.1"]
+    await store.fail(part.task.id, part.token, "the part broke", retryable=False)
+    assert (await store.get_task(job.id, "big")).status is S.FAILED
+    paused = await store.get_job(job.id)
+    assert paused.status is JobStatus.PAUSED
+    assert "critical task 'big' failed" in (paused.pause_reason or "")

@@ -133,15 +133,10 @@ class GraphOps(ClaimOps):
     async def _after_failure(
         self, conn: AsyncConnection, job_id: str, failed: Sequence[int], now: float
     ) -> None:
-        """Fail dependents (and split parents) downstream; a critical failure pauses the job."""
-        critical = (
-            await conn.execute(
-                sa.select(tasks.c.key, tasks.c.last_error).where(
-                    tasks.c.id.in_(failed), tasks.c.criticality == Criticality.CRITICAL.rank
-                )
-            )
-        ).first()
+        """Fail dependents (and split parents) downstream; a critical failure pauses the job, whether the
+        critical task failed itself or through a child (a split part, a planned subtask)."""
         frontier = list(failed)
+        failed_parents: list[int] = []
         while frontier:
             parents = (
                 (
@@ -190,7 +185,18 @@ class GraphOps(ClaimOps):
                 [event(job_id, "failed", now, task_id=p, split_parent=True) for p in parents]
                 + [event(job_id, "upstream_failed", now, task_id=t) for t in downstream],
             )
+            failed_parents += parents
             frontier = [*parents, *downstream]
+        critical = (
+            await conn.execute(
+                sa.select(tasks.c.key, tasks.c.last_error)
+                .where(
+                    tasks.c.id.in_([*failed, *failed_parents]),
+                    tasks.c.criticality == Criticality.CRITICAL.rank,
+                )
+                .order_by(tasks.c.id)
+            )
+        ).first()
         if critical is not None:
             reason = f"critical task '{critical.key}' failed: {(critical.last_error or '')[:500]}"
             paused = await conn.execute(
