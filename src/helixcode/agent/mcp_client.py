@@ -13,7 +13,9 @@ transports are anyio task groups).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -30,6 +32,8 @@ from mcp.types import TextContent
 from helixcode.config import McpServerSettings
 from helixcode.errors import McpError
 from helixcode.llm.types import Tool
+
+log = logging.getLogger(__name__)
 
 __all__ = ["McpToolset", "tool_name", "truncate"]
 
@@ -61,8 +65,12 @@ class _Route:
 class McpToolset:
     """Connections to the configured MCP servers, their tools, and calls with limits."""
 
-    def __init__(self, servers: Mapping[str, McpServerSettings]) -> None:
+    def __init__(self, servers: Mapping[str, McpServerSettings], *, tolerate_down: bool = False) -> None:
+        """``tolerate_down``: a server that cannot be reached is left out (named in ``unavailable``)
+        instead of failing the whole set, as agent tasks need: they go on without its tools."""
         self.servers = {name: cfg for name, cfg in servers.items() if cfg.enabled}
+        self.tolerate_down = tolerate_down
+        self.unavailable: dict[str, str] = {}
         self._stack = AsyncExitStack()
         self._routes: dict[str, _Route] = {}
         self._tools: list[Tool] = []
@@ -70,7 +78,16 @@ class McpToolset:
     async def __aenter__(self) -> Self:
         try:
             for name, cfg in self.servers.items():
-                await self._connect(name, cfg)
+                try:
+                    await self._connect(name, cfg)
+                except McpError as exc:
+                    if not self.tolerate_down:
+                        raise
+                    self.unavailable[name] = str(exc)
+                    log.warning(
+                        "MCP server unavailable: going on without its tools",
+                        extra={"action": "mcp.unavailable", "server": name, "error": str(exc)},
+                    )
         except BaseException:
             await self._stack.aclose()
             raise
@@ -82,22 +99,25 @@ class McpToolset:
         await self._stack.aclose()
 
     async def _connect(self, name: str, cfg: McpServerSettings) -> None:
+        """Connect one server on a stack of its own, so a failure closes what it opened and nothing else."""
+        own = AsyncExitStack()
         try:
             if cfg.command is not None:
                 params = StdioServerParameters(command=cfg.command, args=cfg.args, env=cfg.env or None)
-                read, write = await self._stack.enter_async_context(stdio_client(params))
+                read, write = await own.enter_async_context(stdio_client(params))
             else:
                 assert cfg.url is not None
-                http = await self._stack.enter_async_context(create_mcp_http_client(headers=cfg.headers))
-                read, write = await self._stack.enter_async_context(
-                    streamable_http_client(cfg.url, http_client=http)
-                )
-            session = await self._stack.enter_async_context(ClientSession(read, write))
+                http = await own.enter_async_context(create_mcp_http_client(headers=cfg.headers))
+                read, write = await own.enter_async_context(streamable_http_client(cfg.url, http_client=http))
+            session = await own.enter_async_context(ClientSession(read, write))
             with anyio.fail_after(cfg.connect_timeout):
                 await session.initialize()
                 listed = (await session.list_tools()).tools
         except Exception as exc:
+            with contextlib.suppress(Exception):
+                await own.aclose()
             raise McpError(f"MCP server '{name}': cannot connect: {type(exc).__name__}: {exc}") from exc
+        await self._stack.enter_async_context(own)
         for tool in listed:
             full = tool_name(name, tool.name)
             self._routes[full] = _Route(name, tool.name, session, cfg)

@@ -1,8 +1,8 @@
 """Tools of the MCP servers in ``[mcp.servers.NAME]``, offered to an agent task beside its own.
 
 One ``McpToolset`` per task attempt: it is entered and left in the task's own asyncio task (as the
-MCP SDK requires), and a server that is down fails the call as a tool error the model can read, not the
-attempt.
+MCP SDK requires). A server that is down when the attempt starts is left out (logged, with its error),
+and one that fails later fails the call as a tool error the model can read: never the attempt.
 """
 
 from __future__ import annotations
@@ -43,5 +43,5 @@ async def mcp_tools(settings: Settings) -> AsyncIterator[list[ToolProvider]]:
     if not servers:
         yield []
         return
-    async with McpToolset(servers) as toolset:
+    async with McpToolset(servers, tolerate_down=True) as toolset:
         yield [McpTools(toolset)]

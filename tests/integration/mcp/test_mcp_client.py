@@ -78,3 +78,18 @@ async def test_a_task_calls_an_mcp_tool_beside_the_workspace_tools(store: Store,
     assert done.status == "succeeded"
     [attempt] = await store.list_attempts(done.id)
     assert attempt.output == {"summary": loud.content}
+
+
+async def test_an_agent_goes_on_without_a_server_that_is_down() -> None:
+    """The agent's tools leave out a configured server that cannot be reached, and keep the others."""
+    servers = {
+        **tiny(),
+        "gone": McpServerSettings(command="/nonexistent/mcp-server", connect_timeout=3),
+    }
+    settings = Settings(mcp=McpSettings(servers=servers))
+    async with mcp_tools(settings) as providers:
+        [provider] = providers
+        names = {t.name for t in provider.specs()}
+        assert "tiny__shout" in names
+        assert not [n for n in names if n.startswith("gone__")]
+        assert (await provider.call("tiny__shout", {"text": "on"})).content == "ON"
