@@ -68,6 +68,7 @@ async def services_for(database_url: str) -> AgentServices:
     # Probe providers in the background (``llm.health_interval``; never a billed call), so that model
     # selection in this worker skips one that is down instead of finding out on a task's call.
     services.llm.monitor.start()
+    services.llm.shared = store  # requests/tokens per minute, 429s and downed providers, fleet-wide
     _shared[database_url] = services
     return services
 

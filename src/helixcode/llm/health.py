@@ -58,6 +58,11 @@ class CircuitBreaker:
         if self.state == "half_open":
             self._trial_out = True
 
+    def open_for(self, seconds: float) -> None:
+        """Open now, until ``seconds`` from now (the fleet says the provider is down that long)."""
+        self.opened_at = self.clock() - self.cooldown + max(0.0, seconds)
+        self._trial_out = False
+
     def settle(self) -> None:
         """A call ended without a verdict on the provider (a 4xx, a 429, a context overflow, a
         cancellation, a local timeout): release the trial it may have held, change nothing else. Every

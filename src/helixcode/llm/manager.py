@@ -12,6 +12,7 @@ the decisions in between are the pure functions of :mod:`helixcode.llm.policy`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -26,10 +27,12 @@ from helixcode.llm.errors import (
     ContextLengthExceeded,
     LLMError,
     NoCandidate,
+    ProviderUnavailable,
     RateLimited,
     StreamInterrupted,
 )
 from helixcode.llm.health import CircuitBreaker, Cooldowns, HealthMonitor
+from helixcode.llm.limits import Quota, SharedLimits, estimate_tokens
 from helixcode.llm.policy import (
     Candidate,
     Requirements,
@@ -56,6 +59,8 @@ class ProviderEntry:
     provider: Provider
     priority: int = 100
     cost: float = 0.0
+    #: The fleet's share of the provider's account (``[providers.NAME] rpm/tpm``), per model.
+    quota: Quota = dataclasses.field(default_factory=Quota)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,7 @@ class LLMManager:
         default_provider: str | None = None,
         default_model: str | None = None,
         max_rate_wait: float = 60.0,
+        shared: SharedLimits | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -99,6 +105,8 @@ class LLMManager:
         self.default_model = default_model
         #: Longest a call waits, in all, for 429 cool-downs when no other candidate can serve it.
         self.max_rate_wait = max_rate_wait
+        #: The fleet's limits in the database (None: this process's breakers and cool-downs only).
+        self.shared = shared
         self.records: deque[CallRecord] = deque(maxlen=1000)
         self.latency: dict[tuple[str, str], float] = {}
         self.discovery_errors: dict[str, str] = {}
@@ -269,6 +277,7 @@ class LLMManager:
                 attempt += 1
 
     async def _call_once(self, cand: Candidate, request: ChatRequest) -> ChatResponse:
+        ticket = await self._admit(cand, request)
         breaker = self.breakers[cand.provider]
         breaker.begin()
         started = time.monotonic()
@@ -276,13 +285,71 @@ class LLMManager:
             reply = await self.providers[cand.provider].chat(dataclasses.replace(request, model=cand.model))
         except LLMError as exc:
             self._record_failure(cand, exc, started)
+            await self._tell_fleet(cand, exc)
             raise
         finally:
             breaker.settle()
         self._record(
             cand, CallRecord(cand.provider, cand.model, True, time.monotonic() - started, usage=reply.usage)
         )
+        await self._settle(ticket, reply.usage)
         return reply
+
+    # -- the fleet's shared limits --
+
+    async def _admit(self, cand: Candidate, request: ChatRequest) -> int | None:
+        """Wait for the fleet's capacity on ``cand`` (never longer than ``max_rate_wait``); the slot's
+        ticket. A candidate the fleet holds back longer raises ``RateLimited`` (or ``ProviderUnavailable``
+        when a worker's breaker marked it down), which the caller falls back on like any other."""
+        if self.shared is None:
+            return None
+        quota = self.entries[cand.provider].quota
+        tokens = estimate_tokens(request.prompt_chars(), request.max_tokens)
+        waited = 0.0
+        while True:
+            try:
+                admission = await self.shared.acquire(cand.provider, cand.model, quota, tokens=tokens)
+            except Exception as exc:  # the database is out of reach: go on with this process's limits
+                log.warning("shared limits unavailable: %s", exc, extra={"action": "llm.limits_error"})
+                return None
+            if admission.granted:
+                return admission.ticket
+            if admission.down:
+                self.breakers[cand.provider].open_for(admission.wait)
+                raise ProviderUnavailable(admission.why, provider=cand.provider, model=cand.model)
+            if waited + admission.wait > self.max_rate_wait:
+                self.cooldowns.cool(cand.provider, cand.model, admission.wait)
+                raise RateLimited(admission.why, provider=cand.provider, model=cand.model, retry_after=0.0)
+            log.info(
+                "waiting for the fleet's capacity",
+                extra={
+                    "action": "llm.limit_wait",
+                    "provider": cand.provider,
+                    "seconds": round(admission.wait, 3),
+                },
+            )
+            await self._sleep(admission.wait)
+            waited += admission.wait
+
+    async def _settle(self, ticket: int | None, usage: Usage | None) -> None:
+        if self.shared is None or ticket is None or usage is None:
+            return
+        with contextlib.suppress(Exception):  # best effort: the estimate stays in the window
+            await self.shared.settle(ticket, usage.total_tokens)
+
+    async def _tell_fleet(self, cand: Candidate, exc: LLMError) -> None:
+        """A 429 holds the whole fleet back for its ``Retry-After``; a breaker that just opened marks
+        the provider down for every worker, for its cooldown."""
+        if self.shared is None:
+            return
+        try:
+            if isinstance(exc, RateLimited):
+                await self.shared.block(cand.provider, cand.model, exc.retry_after or DEFAULT_COOLDOWN)
+            breaker = self.breakers[cand.provider]
+            if counts_against_breaker(exc) and breaker.state == "open":
+                await self.shared.mark_down(cand.provider, breaker.cooldown)
+        except Exception as exc2:  # the database is out of reach: this process still learned it
+            log.warning("shared limits unavailable: %s", exc2, extra={"action": "llm.limits_error"})
 
     # -- streaming --
 
@@ -305,6 +372,11 @@ class LLMManager:
             cand = queue.pop(0)
             attempt = 0
             while True:
+                try:
+                    ticket = await self._admit(cand, request)
+                except LLMError as exc:
+                    queue = self._after_failure(cand, exc, queue, attempts)
+                    break
                 started = time.monotonic()
                 inner = self.providers[cand.provider].stream(dataclasses.replace(request, model=cand.model))
                 holder.current = inner
@@ -315,7 +387,9 @@ class LLMManager:
                             yield event
                 except LLMError as exc:
                     cause = exc.__cause__ if isinstance(exc, StreamInterrupted) else exc
-                    self._record_failure(cand, cause if isinstance(cause, LLMError) else exc, started, inner)
+                    failure = cause if isinstance(cause, LLMError) else exc
+                    self._record_failure(cand, failure, started, inner)
+                    await self._tell_fleet(cand, failure)
                     if isinstance(exc, StreamInterrupted):
                         raise
                     if inner.content_started:
@@ -339,6 +413,7 @@ class LLMManager:
                     streamed=True,
                 )
                 self._record(cand, record)
+                await self._settle(ticket, inner.usage)
                 return
         raise NoCandidate("no model could serve the request", attempts)
 

@@ -23,6 +23,7 @@ from helixcode.config import ProviderSettings, Settings
 from helixcode.errors import ConfigError
 from helixcode.llm.anthropic import AnthropicProvider
 from helixcode.llm.base import Provider
+from helixcode.llm.limits import Quota
 from helixcode.llm.llamacpp import LlamaCppProvider
 from helixcode.llm.local import LocalProvider
 from helixcode.llm.manager import LLMManager, ProviderEntry
@@ -126,7 +127,9 @@ def build_manager(settings: Settings) -> LLMManager:
     """The manager for these settings (not started: call ``start()`` or use it lazily)."""
     llm = settings.llm
     entries = {
-        name: ProviderEntry(build_provider(name, cfg), cfg.priority, cfg.cost)
+        name: ProviderEntry(
+            build_provider(name, cfg), cfg.priority, cfg.cost, quota=Quota(rpm=cfg.rpm, tpm=cfg.tpm)
+        )
         for name, cfg in settings.providers.items()
         if cfg.enabled
     }

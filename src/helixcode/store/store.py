@@ -2,8 +2,9 @@
 
 Its parts live in their own modules over a shared ``StoreBase``: ``claims`` (leasing ready tasks),
 ``graph`` (what a finished task changes for its job), ``queue`` (writes under a lease, outcomes,
-maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``. Dialect
-differences (SQLite vs PostgreSQL) stay inside this package.
+maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``,
+``limits`` (the fleet's shared LLM limits). Dialect differences (SQLite vs PostgreSQL) stay inside
+this package.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from helixcode.store.control import ControlOps
 from helixcode.store.expand import ExpandOps
 from helixcode.store.inspect import InspectOps
 from helixcode.store.jobs import JobOps
+from helixcode.store.limits import LimitOps
 from helixcode.store.tokens import TokenOps
 from helixcode.store.workers import WorkerOps
 
 __all__ = ["Store"]
 
 
-class Store(JobOps, ControlOps, BatchOps, ExpandOps, WorkerOps, TokenOps, InspectOps):
+class Store(JobOps, ControlOps, BatchOps, ExpandOps, WorkerOps, TokenOps, InspectOps, LimitOps):
     """Async access to the system of record. Open with ``await Store.open(settings)``."""

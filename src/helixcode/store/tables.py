@@ -194,7 +194,7 @@ worker_heartbeats = sa.Table(
     sa.Index(None, "at"),
 )
 
-#: Named leader leases (the reaper's on SQLite; PostgreSQL uses an advisory lock instead).
+#: Named leader leases (the reaper's), on both databases: a lease expires whatever its holder's state.
 locks = sa.Table(
     "locks",
     metadata,
@@ -232,4 +232,30 @@ api_tokens = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("last_used_at", Time),
     sa.Column("revoked_at", Time),
+)
+
+
+#: Fleet-wide state of each provider and model (``helixcode.llm.limits``): until when a 429 keeps the
+#: fleet away (``blocked_until``) and, on the provider's ``*`` row, until when a worker's open breaker
+#: does (``down_until``). Acquisitions lock the row, so they are one at a time per model.
+llm_limits = sa.Table(
+    "llm_limits",
+    metadata,
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("model", sa.String(200), primary_key=True),
+    sa.Column("blocked_until", Time),
+    sa.Column("down_until", Time),
+)
+
+#: The requests of the last window per provider and model (a sliding-window log): what rpm and tpm
+#: limits count. Rows older than the window are deleted by the next acquisition of the same model.
+llm_requests = sa.Table(
+    "llm_requests",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("tokens", sa.Integer, nullable=False),
+    sa.Index(None, "provider", "model", "at"),
 )

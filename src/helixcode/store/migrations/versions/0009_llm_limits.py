@@ -1,0 +1,49 @@
+"""llm: fleet-wide limits (requests and tokens per minute, 429 cool-downs, providers known down)
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "llm_limits",
+        sa.Column("provider", sa.String(length=64), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("blocked_until", sa.Double(), nullable=True),
+        sa.Column("down_until", sa.Double(), nullable=True),
+        sa.PrimaryKeyConstraint("provider", "model", name=op.f("pk_llm_limits")),
+    )
+    op.create_table(
+        "llm_requests",
+        sa.Column("id", Id, autoincrement=True, nullable=False),
+        sa.Column("provider", sa.String(length=64), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("at", sa.Double(), nullable=False),
+        sa.Column("tokens", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_llm_requests")),
+    )
+    op.create_index(
+        op.f("ix_llm_requests_provider_model_at"), "llm_requests", ["provider", "model", "at"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_llm_requests_provider_model_at"), table_name="llm_requests")
+    op.drop_table("llm_requests")
+    op.drop_table("llm_limits")
