@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import Mode, spread
+from bench.limits import limiter_overhead_ms
 from bench.report import Report, Row
 
 __all__ = ["run"]
@@ -229,6 +230,21 @@ def run(mode: Mode, report: Report, log: Callable[[str], None]) -> None:
             target="<= +2 ms",
             met=statistics.median(added) <= 2.0,
             note=f"(added: median {statistics.median(added):+.1f} ms)",
+        )
+    )
+    p50, p99 = limiter_overhead_ms(100 if mode.quick else 500)
+    report.add(
+        Row(
+            SECTION,
+            "shared rate limiter per call, PostgreSQL (p50; p99 in the note)",
+            "ms",
+            p50,
+            "",
+            "n/a: a raw client shares no limit",
+            higher_is_better=False,
+            target="<= 2 ms",
+            met=p50 <= 2.0,
+            note=f"(p99 {p99:.2f} ms)",
         )
     )
     failover = statistics.median(out["fo_ttft"]) - statistics.median(out["one_ttft"])
