@@ -26,7 +26,12 @@ def test_testcycle_a_failed_run_adds_a_debugging_task_and_a_retest() -> None:
     assert fix.requires == ["git", "llm", "sandbox"]
     assert isinstance(fix.run, AgentRun)
     # The debugging task is told the exact command; the re-test, not the task itself, runs it.
-    assert fix.run.agent == {"model": "m", "max_rounds": 4, "test_command": "pytest -q", "verify": False}
+    assert fix.run.agent.model_dump() == {
+        "model": "m",
+        "max_rounds": 4,
+        "test_command": "pytest -q",
+        "verify": False,
+    }
     assert "pytest -q" in fix.description
     assert "1 failed, 2 passed" in fix.description
     assert fix.description.endswith("1 failed, 2 passed in 0.1s")  # the tail of the output, cut

@@ -37,6 +37,7 @@ from helixcode.agent.workspace import (
 from helixcode.domain.enums import TaskType
 from helixcode.domain.models import Task
 from helixcode.domain.plan import AgentRun, TaskSpec
+from helixcode.domain.runs import RunModel
 from helixcode.errors import PlanError, TaskFailed
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ async def on_conflict(
         raise TaskFailed(f"{exc}; merges cleanly now, retrying", output=facts) from exc
     subtasks = [resolver_spec(task, record, "preparing" if at_start else "integrating")]
     if at_start:
-        subtasks.append(continuation_spec(task))
+        subtasks.append(continuation_spec(task, ctx.run))
     keys = [f"{task.key}.{s.id}" for s in subtasks]
     details = {
         "reason": "merge conflict",
@@ -128,8 +129,8 @@ def resolver_spec(task: Task, record: ConflictRecord, stage: str) -> TaskSpec:
     )
 
 
-def continuation_spec(task: Task) -> TaskSpec:
-    """The task again, from the resolved merge of its dependencies (same type, title and options)."""
+def continuation_spec(task: Task, run: RunModel) -> TaskSpec:
+    """The task again, from the resolved merge of its dependencies (same type, title and run)."""
     return TaskSpec(
         id=WORK,
         type=task.type,
@@ -144,7 +145,7 @@ def continuation_spec(task: Task) -> TaskSpec:
         depends_on=[RESOLVE],
         max_attempts=task.max_attempts,
         timeout=task.timeout,
-        run=AgentRun(agent=dict(task.run.get("agent") or {})),
+        run=run,
     )
 
 

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from helixcode.domain.enums import Criticality, Priority, TaskType
 from helixcode.domain.graph import validate_graph
 from helixcode.domain.plan import AgentRun, TaskSpec
-from helixcode.domain.splitting import choose_parts, split_balanced
+from helixcode.domain.splitting import choose_parts, part_description, split_balanced
 from helixcode.errors import PlanError
 from helixcode.llm.types import ChatRequest, ChatResponse, Message, ResponseSchema, Usage
 
@@ -290,7 +290,7 @@ def split_uniform(specs: Sequence[TaskSpec], root: Path, slots: int = 4) -> list
     out: list[TaskSpec] = []
     renamed: dict[str, list[str]] = {}
     for spec in specs:
-        files = list(spec.run.agent.get("files", ())) if isinstance(spec.run, AgentRun) else []
+        files = list(spec.run.agent.files or ()) if isinstance(spec.run, AgentRun) else []
         if spec.type not in UNIFORM_TYPES or len(files) < UNIFORM_MIN_FILES:
             out.append(spec)
             continue
@@ -299,15 +299,13 @@ def split_uniform(specs: Sequence[TaskSpec], root: Path, slots: int = 4) -> list
         ids = [f"{spec.id}-{i + 1}" for i in range(len(parts))]
         renamed[spec.id] = ids
         for pid, part in zip(ids, parts, strict=True):
-            agent = {**spec.run.agent, "files": list(part.items)}  # type: ignore[union-attr]
-            listing = "\n".join(f"- {f}" for f in part.items)
             out.append(
                 spec.model_copy(
                     update={
                         "id": pid,
                         "title": f"{spec.title} ({pid})"[:200],
-                        "run": AgentRun(agent=agent),
-                        "description": f"{spec.description}\n\nOnly these files:\n{listing}".strip(),
+                        "run": spec.run.for_items(part.items),
+                        "description": part_description(spec.description, part.items),
                     }
                 )
             )

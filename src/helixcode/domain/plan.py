@@ -8,22 +8,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from helixcode.domain.bulk import gc_paused
-from helixcode.domain.capabilities import default_requires
 from helixcode.domain.enums import Criticality, Priority, TaskType
 from helixcode.domain.graph import validate_graph
+from helixcode.domain.kinds import RUN_KINDS, RunSpec, default_requires
+from helixcode.domain.runs import (
+    MAX_TEST_ROUNDS,
+    AgentOptions,
+    AgentRun,
+    BuiltinRun,
+    PythonRun,
+    ShellRun,
+    SuiteOptions,
+    SuiteRun,
+)
 from helixcode.errors import PlanError
 
 __all__ = [
     "MAX_TEST_ROUNDS",
+    "AgentOptions",
     "AgentRun",
     "BuiltinRun",
     "JobSpec",
+    "PythonRun",
     "RunSpec",
     "ShellRun",
     "SuiteOptions",
@@ -38,67 +50,6 @@ TASK_KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ShellRun(_Strict):
-    """Run a shell command in the job's working directory; exit 0 is success."""
-
-    shell: str = Field(min_length=1)
-    env: dict[str, str] = Field(default_factory=dict)
-
-
-class BuiltinRun(_Strict):
-    """A built-in executor: ``sleep`` (with checkpoints), ``noop``, or ``fail`` (for tests)."""
-
-    builtin: Literal["sleep", "noop", "fail"]
-    seconds: float = Field(default=0.0, ge=0, le=86_400)
-    fail_attempts: int | None = Field(
-        default=None, ge=1, description="fail: fail only the first N attempts, then succeed"
-    )
-
-
-class AgentRun(_Strict):
-    """Run the LLM agent for the task's type (the default when ``run`` is omitted)."""
-
-    agent: dict[str, Any] = Field(default_factory=dict)
-
-
-#: How many debugging rounds one test cycle may take: each round nests its tasks one level deeper
-#: (``test.test2.test3...``), and task keys are at most 64 characters.
-MAX_TEST_ROUNDS = 8
-
-
-class SuiteOptions(_Strict):
-    """A test cycle's settings, carried from each test run to the next (so a crash loses no count)."""
-
-    command: str | None = Field(
-        default=None, min_length=1, description="the test command; detected in the worktree when omitted"
-    )
-    rounds: int = Field(default=3, ge=0, le=MAX_TEST_ROUNDS, description="debugging rounds after a failure")
-    round: int = Field(default=1, ge=1, description="which test run of the cycle this is (1: the first)")
-    output_chars: int = Field(
-        default=1500, ge=200, le=50_000, description="how much of the failure output a debugging task gets"
-    )
-    agent: dict[str, Any] = Field(default_factory=dict, description="agent options of the debugging tasks")
-    network: bool | None = Field(
-        default=None, description="the tests may use the network (None: the worker's agent.network)"
-    )
-
-    @model_validator(mode="after")
-    def _round_in_range(self) -> SuiteOptions:
-        if self.round > self.rounds + 1:
-            raise ValueError(f"round {self.round} is past the last one ({self.rounds + 1})")
-        return self
-
-
-class SuiteRun(_Strict):
-    """Run the project's tests in a worktree; when they fail and rounds remain, the task becomes the
-    parent of a debugging agent task and of a new test run on that task's work."""
-
-    tests: SuiteOptions
-
-
-RunSpec = ShellRun | BuiltinRun | AgentRun | SuiteRun
 
 
 class TaskSpec(_Strict):
@@ -120,13 +71,7 @@ class TaskSpec(_Strict):
     @classmethod
     def _default_requires(cls, data: Any) -> Any:
         if isinstance(data, dict) and "requires" not in data:
-            run = data.get("run")
-            if isinstance(run, BaseModel):
-                run = run.model_dump()
-            return {
-                **data,
-                "requires": default_requires(data.get("type"), run if isinstance(run, dict) else None),
-            }
+            return {**data, "requires": default_requires(data.get("type"), data.get("run"))}
         return data
 
     @field_validator("requires")
@@ -159,7 +104,7 @@ def _faults(exc: ValidationError, data: Any) -> list[str]:
         loc = list(err["loc"])
         if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
             where = _task_label(data, loc[1])
-            field = ".".join(str(p) for p in loc[2:]) or "task"
+            field = ".".join(str(p) for p in _untagged(loc[2:])) or "task"
         else:
             where = "plan"
             field = ".".join(str(p) for p in loc) or "document"
@@ -168,6 +113,17 @@ def _faults(exc: ValidationError, data: Any) -> list[str]:
         else:
             faults.append(f"{where}: {field}: {err['msg']}")
     return faults
+
+
+_KIND_NAMES = frozenset(k.name for k in RUN_KINDS)
+
+
+def _untagged(loc: list[Any]) -> list[Any]:
+    """A field's path without the run kind's tag that pydantic puts after ``run`` (``run.agent.agent.x``
+    is the plan's ``run.agent.x``)."""
+    if len(loc) >= 3 and loc[0] == "run" and loc[1] in _KIND_NAMES:
+        return [loc[0], *loc[2:]]
+    return loc
 
 
 def parse_plan(data: Any) -> JobSpec:

@@ -2,6 +2,10 @@
 
 Longest-processing-time first: sort items by weight, heaviest first, and give each to the currently
 lightest part. It is deterministic (ties break on the item name) and within 4/3 of the optimum.
+
+A part does only its items: its run carries them where its executor reads them (``RunModel.for_items``)
+and its description lists them (``part_description``), so parts of an agent task do not redo each
+other's work and their merges do not conflict.
 """
 
 from __future__ import annotations
@@ -13,13 +17,19 @@ from dataclasses import dataclass
 
 from helixcode.errors import PlanError
 
-__all__ = ["Part", "choose_parts", "split_balanced"]
+__all__ = ["Part", "choose_parts", "part_description", "split_balanced"]
 
 
 @dataclass(frozen=True, slots=True)
 class Part:
     items: tuple[str, ...]
     weight: float
+
+
+def part_description(description: str, items: Sequence[str]) -> str:
+    """A part's description: the whole task's, then the items this part (and only it) works on."""
+    listing = "\n".join(f"- {item}" for item in items)
+    return f"{description}\n\nOnly these items:\n{listing}".strip()
 
 
 def choose_parts(total_weight: float, n_items: int, slots: int, min_chunk: float) -> int:

@@ -10,10 +10,15 @@ rounds remain, becomes the parent of two new tasks::
 
 and one that fails in the last round fails for good, with a message naming the command and the
 counts. The round number travels in the task's own payload, so the count survives any crash.
+
+A split test run (``helix split`` of a ``tests`` task) runs only its items: they are appended to the
+test command as arguments, shell-quoted (``pytest -q tests/test_a.py tests/test_b.py``), and its
+debugging task and re-test run that same command.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +26,7 @@ from typing import Any
 from helixcode.domain.enums import TaskType
 from helixcode.domain.plan import AgentRun, SuiteOptions, SuiteRun, TaskSpec
 
-__all__ = ["SuiteOutcome", "counts_text", "debug_description", "next_round", "verdict"]
+__all__ = ["SuiteOutcome", "counts_text", "debug_description", "next_round", "suite_command", "verdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,15 @@ class SuiteOutcome:
             "passed_ok": self.passed,
             "output": tail(self.output, output_chars),
         }
+
+
+def suite_command(options: SuiteOptions, detected: str | None = None) -> str | None:
+    """The command a test run runs: its own (else ``detected``), with a split part's items appended
+    as arguments. None when there is no command at all."""
+    command = options.command or detected
+    if command is None or not options.items:
+        return command
+    return " ".join([command, *(shlex.quote(item) for item in options.items)])
 
 
 def counts_text(outcome: SuiteOutcome) -> str:
@@ -92,9 +106,9 @@ def next_round(options: SuiteOptions, outcome: SuiteOutcome) -> list[TaskSpec]:
     if outcome.passed or options.round > options.rounds:
         return []
     r = options.round
-    agent = {**options.agent, "test_command": outcome.command, "verify": False}
-    if options.network is not None:  # the fix's commands run under the same network rule as the tests
-        agent.setdefault("network", options.network)
+    agent = options.agent.merged(test_command=outcome.command, verify=False)
+    if options.network is not None and "network" not in agent.model_fields_set:
+        agent = agent.merged(network=options.network)  # the fix's commands: the tests' network rule
     fix = TaskSpec.model_validate(
         {
             "id": f"fix{r}",
@@ -110,7 +124,10 @@ def next_round(options: SuiteOptions, outcome: SuiteOutcome) -> list[TaskSpec]:
             "type": TaskType.TESTING,
             "title": f"Run the tests again (round {r + 1})",
             "depends_on": [fix.id],
-            "run": SuiteRun(tests=options.model_copy(update={"round": r + 1, "command": outcome.command})),
+            # The command as run: a split part's items are in it already.
+            "run": SuiteRun(
+                tests=options.model_copy(update={"round": r + 1, "command": outcome.command, "items": None})
+            ),
         }
     )
     return [fix, retest]

@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.graph import validate_graph
-from helixcode.domain.splitting import Part
+from helixcode.domain.kinds import load_run
+from helixcode.domain.splitting import Part, part_description
 from helixcode.domain.states import check_transition
 from helixcode.errors import NotFound, SchedulerError
 from helixcode.store.base import event, unfinished
@@ -231,7 +232,9 @@ class ControlOps(QueueOps):
             return int(result.rowcount or 0)
 
     async def split_task(self, job_id: str, key: str, parts: Sequence[Part]) -> list[str]:
-        """Replace a not-yet-started task by one child per part; the parent waits for all of them."""
+        """Replace a not-yet-started task by one child per part; the parent waits for all of them.
+        Each part does only its items: its run carries them (``RunModel.for_items``: the agent's
+        ``files``, a test run's arguments, ``HELIX_ITEMS``) and its description lists them."""
         if not parts:
             raise SchedulerError("split: no parts")
         async with self._write() as conn:
@@ -262,6 +265,7 @@ class ControlOps(QueueOps):
                     raise SchedulerError(f"split: task '{child}' already exists in job {job_id}")
                 graph[child] = [k for k, i in existing.items() if i in dep_ids]
             validate_graph(graph)
+            run = load_run(parent["run"], job=job_id, task=key)
             ready = parent["pending_deps"] <= 0
             rows = [
                 {
@@ -269,7 +273,8 @@ class ControlOps(QueueOps):
                     "key": child,
                     "parent_id": parent["id"],
                     "title": f"{parent['title']} ({i + 1}/{len(parts)})"[:200],
-                    "run": {**parent["run"], "items": list(part.items)},
+                    "description": part_description(parent["description"], part.items),
+                    "run": run.for_items(part.items).model_dump(mode="json"),
                     "weight": part.weight,
                     "status": (S.READY if ready else S.BLOCKED).value,
                     "created_at": now,
@@ -301,7 +306,6 @@ class ControlOps(QueueOps):
 _COPIED: tuple[str, ...] = (
     "job_id",
     "type",
-    "description",
     "priority",
     "criticality",
     "claim_rank",

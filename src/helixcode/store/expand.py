@@ -16,7 +16,9 @@ import sqlalchemy as sa
 
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.graph import chain_lengths, validate_graph
+from helixcode.domain.kinds import load_run
 from helixcode.domain.plan import TaskSpec
+from helixcode.domain.runs import AgentOptions, AgentRun
 from helixcode.errors import PlanError
 from helixcode.store.base import event
 from helixcode.store.queue import _LEASE_CLEARED, QueueOps
@@ -76,7 +78,8 @@ class ExpandOps(QueueOps):
                 graph[keys[spec.id]] = [keys.get(d, d) for d in spec.depends_on]
             validate_graph(graph)
             chains = chain_lengths({s.id: s.depends_on for s in subtasks})
-            inherited = (parent["run"] or {}).get("agent") or {}
+            parent_run = load_run(parent["run"], job=job_id, task=pkey)
+            inherited = parent_run.agent if isinstance(parent_run, AgentRun) else AgentOptions()
             rows = [
                 task_values(
                     spec,
@@ -137,7 +140,9 @@ class ExpandOps(QueueOps):
         return {key: dict(output or {}) for key, output in rows}
 
 
-def _inherit(spec: TaskSpec, inherited: Mapping[str, Any]) -> dict[str, Any]:
+def _inherit(spec: TaskSpec, inherited: AgentOptions) -> dict[str, Any]:
     """A planned agent subtask runs with the planner's agent options unless it sets its own."""
-    run = spec.run.model_dump(mode="json")
-    return {"agent": {**inherited, **run["agent"]}} if "agent" in run else run
+    run = spec.run
+    if isinstance(run, AgentRun):
+        run = AgentRun(agent=run.agent.under(inherited))
+    return run.model_dump(mode="json")

@@ -95,8 +95,11 @@ def test_agent_uniform_work_is_split_and_chain_orders(tmp_path: Path) -> None:
     parts = split_uniform(specs, tmp_path, slots=2)
     assert [s.id for s in parts] == ["t1-1", "t1-2", "t2"]
     assert parts[2].depends_on == ["t1-1", "t1-2"]
-    loads = [sum((tmp_path / f).stat().st_size for f in s.run.agent["files"]) for s in parts[:2]]  # type: ignore[union-attr]
+    loads = [sum((tmp_path / f).stat().st_size for f in s.run.agent.files or ()) for s in parts[:2]]  # type: ignore[attr-defined]
     assert abs(loads[0] - loads[1]) <= 100
+    for part in parts[:2]:
+        files = part.run.agent.files  # type: ignore[attr-defined]
+        assert part.description.endswith("Only these items:\n" + "\n".join(f"- {f}" for f in files))
     assert [
         s.depends_on for s in chain(validate_plan(plan(sub("t1"), sub("t2"), sub("t3", deps=["t1"]))))
     ] == [[], ["t1"], ["t1", "t2"]]
@@ -172,7 +175,7 @@ def test_the_planner_opens_the_network_only_when_config_allows_it() -> None:
         validate_plan(reply)
     assert "network" not in json.dumps(plan_schema(2))
     [spec] = validate_plan(reply, network=True)
-    assert spec.run.agent["network"] is True  # type: ignore[union-attr]
+    assert spec.run.agent.network is True  # type: ignore[attr-defined]
     assert plan_schema(2, network=True)["properties"]["subtasks"]["prefixItems"][0]["properties"][
         "network"
     ] == {"type": "boolean"}

@@ -75,7 +75,10 @@ async def test_openai_gets_the_plan_schema_in_strict_mode(
     ]
     assert result.subtasks[0].priority.value == "high"
     assert result.subtasks[1].criticality.value == "normal"  # null: the default
-    assert result.subtasks[1].run.agent == {"check": "python -m pytest -q", "files": ["tests/test_cli.py"]}  # type: ignore[union-attr]
+    assert result.subtasks[1].run.agent.model_dump() == {  # type: ignore[attr-defined]
+        "check": "python -m pytest -q",
+        "files": ["tests/test_cli.py"],
+    }
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (214, 121)
 
 

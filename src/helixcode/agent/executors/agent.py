@@ -11,12 +11,14 @@ One attempt::
 A resumed attempt (another worker, after a crash) restores the conversation from the latest checkpoint
 and resets the worktree to the checkpoint's commit, so the two always match.
 
-Options come from the task's ``run: {agent: {...}}``: ``provider``, ``model``, ``max_rounds``,
-``token_budget``, ``max_tokens``, ``temperature``, ``on_limit`` (``succeed``, the default, or
-``fail``), ``test_command``, ``check``, ``verify`` (false: the test command is only named to the
-model, not run after it; a test cycle's debugging tasks, whose re-test follows as its own task),
-``max_subtasks``, ``on_conflict`` (``fail``, the default, or ``debug``: see
-``helixcode.agent.conflicts``). Planned subtasks inherit the planner's.
+Options are the task's typed ``run: {agent: {...}}`` (``domain.runs.AgentOptions``, strict: an
+unknown option is a fault of the plan): ``provider``, ``model``, ``max_rounds``, ``token_budget``,
+``max_tokens``, ``temperature``, ``on_limit`` (``succeed``, the default, or ``fail``),
+``test_command``, ``check``, ``verify`` (false: the test command is only named to the model, not run
+after it; a test cycle's debugging tasks, whose re-test follows as its own task), ``max_subtasks``,
+``history_chars``, ``chain``, ``tool_choice``, ``on_conflict`` (``fail``, the default, or ``debug``:
+see ``helixcode.agent.conflicts``), ``resolves``, ``network``, ``files``. Planned subtasks inherit
+the planner's.
 
 Hitting the round limit or token budget ends the task as a success with ``stop_reason`` saying so:
 its work so far is committed and merged, which keeps a job moving with weak models; ``on_limit: fail``
@@ -31,7 +33,6 @@ import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from helixcode.agent.tools import ToolProvider, Toolset, WorkspaceTools, command
 from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, job_branch
 from helixcode.domain.enums import TaskType
 from helixcode.domain.models import Task
+from helixcode.domain.runs import AgentOptions, AgentRun
 from helixcode.errors import PlanError, TaskFailed
 from helixcode.llm.errors import LLMError
 from helixcode.llm.types import ChatRequest, ChatResponse
@@ -61,44 +63,12 @@ TEST_TIMEOUT = 600.0
 NAMED_KINDS = ("local", "llamacpp")
 
 
-@dataclass(frozen=True, slots=True)
-class AgentOptions:
-    provider: str | None = None
-    model: str | None = None
-    max_rounds: int | None = None
-    token_budget: int | None = None
-    max_tokens: int = 512
-    temperature: float | None = 0.2
-    on_limit: str = "succeed"
-    test_command: str | None = None
-    check: str | None = None
-    max_subtasks: int = 6
-    history_chars: int = 6000
-    chain: bool = False  # planning: each subtask waits for the previous one
-    tool_choice: str = "auto"  # "required" | "named" | "auto": named for llama-cpp-python providers
-    verify: bool = True  # run the test command after the loop, and fail when it fails
-    on_conflict: str = "fail"  # "fail" | "debug": a merge conflict becomes a debugging task
-    resolves: list[str] | None = None  # a conflict-resolution task: files that must end marker-free
-    network: bool | None = None  # sandboxed commands may use the network (None: agent.network)
-
-    @property
-    def debug_conflicts(self) -> bool:
-        """Hand merge conflicts to a debugging task (never from a task that is resolving one)."""
-        return self.on_conflict == "debug" and not self.resolves
-
-    @classmethod
-    def from_run(cls, run: Mapping[str, Any]) -> AgentOptions:
-        raw = dict(run.get("agent") or {})
-        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
-        return cls(**known)
-
-
 class AgentExecutor:
     async def execute(self, ctx: TaskContext) -> dict[str, Any]:
         if not ctx.workdir:
             raise TaskFailed("agent tasks need a repository: the job has no workdir", retryable=False)
         services = await services_for(ctx.database_url)
-        opts = AgentOptions.from_run(ctx.task.run)
+        opts = ctx.run_as(AgentRun).agent
         workspace = Workspace(ctx.workdir, ctx.task.job_id, data_dir=services.settings.workers.data_dir)
         saved = ctx.checkpoint if isinstance(ctx.checkpoint, dict) else {}
         sources, summaries = await self._inputs(services, ctx.task)

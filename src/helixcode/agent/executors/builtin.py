@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from helixcode.agent.executors.base import TaskContext
+from helixcode.domain.runs import BuiltinRun
 from helixcode.errors import TaskFailed
 
 __all__ = ["BuiltinExecutor"]
@@ -17,18 +18,15 @@ SLEEP_STEP = 0.5
 
 class BuiltinExecutor:
     async def execute(self, ctx: TaskContext) -> dict[str, Any]:
-        run = ctx.task.run
-        name = run["builtin"]
-        if name == "noop":
+        run = ctx.run_as(BuiltinRun)
+        if run.builtin == "noop":
             return {}
-        if name == "sleep":
-            return await self._sleep(ctx, float(run.get("seconds", 0.0)))
-        if name == "fail":
-            limit = run.get("fail_attempts")
-            if limit is None or ctx.attempt <= int(limit):
-                raise TaskFailed(f"failing on purpose (attempt {ctx.attempt})")
-            return {"failed_first": limit}
-        raise TaskFailed(f"unknown builtin '{name}'", retryable=False)
+        if run.builtin == "sleep":
+            return await self._sleep(ctx, run.seconds)
+        limit = run.fail_attempts  # fail
+        if limit is None or ctx.attempt <= limit:
+            raise TaskFailed(f"failing on purpose (attempt {ctx.attempt})")
+        return {"failed_first": limit}
 
     async def _sleep(self, ctx: TaskContext, seconds: float) -> dict[str, Any]:
         saved = ctx.checkpoint or {}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from helixcode.agent.executors.base import TaskContext
+from helixcode.domain.runs import ShellRun
 from helixcode.errors import TaskFailed
 
 __all__ = ["ShellExecutor"]
@@ -28,14 +29,14 @@ KILL_GRACE = 3.0
 
 class ShellExecutor:
     async def execute(self, ctx: TaskContext) -> dict[str, Any]:
-        run = ctx.task.run
+        run = ctx.run_as(ShellRun)
         with tempfile.TemporaryDirectory(prefix="helix-task-") as scratch:
-            env = self._env(ctx, Path(scratch))
+            env = self._env(ctx, run, Path(scratch))
             cwd = ctx.workdir if ctx.workdir and os.path.isdir(ctx.workdir) else None  # noqa: ASYNC240
             if ctx.workdir and cwd is None:
                 raise TaskFailed(f"working directory {ctx.workdir} does not exist", retryable=False)
             proc = await asyncio.create_subprocess_shell(
-                run["shell"],
+                run.shell,
                 cwd=cwd,
                 env=env,
                 stdout=asyncio.subprocess.PIPE,
@@ -57,9 +58,9 @@ class ShellExecutor:
         return output
 
     @staticmethod
-    def _env(ctx: TaskContext, scratch: Path) -> dict[str, str]:
+    def _env(ctx: TaskContext, run: ShellRun, scratch: Path) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(ctx.task.run.get("env") or {})
+        env.update(run.env)
         env.update(ctx.extra_env)
         env.update(
             {
@@ -76,8 +77,8 @@ class ShellExecutor:
             path = scratch / "checkpoint.json"
             path.write_text(json.dumps(ctx.claim.checkpoint.data))
             env["HELIX_CHECKPOINT"] = str(path)
-        if items := ctx.task.run.get("items"):
-            env["HELIX_ITEMS"] = "\n".join(str(i) for i in items)
+        if run.items:
+            env["HELIX_ITEMS"] = "\n".join(run.items)
         return env
 
 

@@ -4,7 +4,8 @@ One attempt::
 
     worktree on helix/tasks/<job>/<task>  (from its dependencies' branches: a re-test starts from the
                                            debugging task it depends on; the first run from the base)
-    run the test command (the payload's, or the one detected in the worktree), release the worktree
+    run the test command (the payload's, or the one detected in the worktree; a split part's items
+    appended as arguments), release the worktree
     passed                 -> succeed with the counts
     failed, rounds remain  -> expand into a debugging task + a re-test (one transaction, fenced by
                               this attempt's lease), like a planner; this task waits for them
@@ -20,16 +21,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from pydantic import ValidationError
-
 from helixcode.agent.executors.agent import TEST_TIMEOUT, detect_test_command, parse_test_counts
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
 from helixcode.agent.inputs import task_inputs
 from helixcode.agent.services import AgentServices, services_for
 from helixcode.agent.tools import command_result
 from helixcode.agent.workspace import MergeConflict, Workspace
-from helixcode.domain.plan import SuiteOptions
-from helixcode.domain.testcycle import SuiteOutcome, next_round, verdict
+from helixcode.domain.runs import SuiteOptions, SuiteRun
+from helixcode.domain.testcycle import SuiteOutcome, next_round, suite_command, verdict
 from helixcode.errors import PlanError, TaskFailed
 from helixcode.store.expand import child_key
 
@@ -43,10 +42,7 @@ class SuiteExecutor:
     async def execute(self, ctx: TaskContext) -> dict[str, Any]:
         if not ctx.workdir:
             raise TaskFailed("a test run needs a repository: the job has no workdir", retryable=False)
-        try:
-            options = SuiteOptions.model_validate(ctx.task.run.get("tests"))
-        except ValidationError as exc:
-            raise TaskFailed(f"invalid test-run options: {exc}", retryable=False) from exc
+        options = ctx.run_as(SuiteRun).tests
         services = await services_for(ctx.database_url)
         store = services.store
         outcome, commit = await self._run_tests(ctx, services, options)
@@ -86,7 +82,7 @@ class SuiteExecutor:
         except MergeConflict as exc:
             raise TaskFailed(str(exc), retryable=False, output={"conflicts": exc.files}) from exc
         try:
-            command = options.command or detect_test_command(tws.path)
+            command = suite_command(options, None if options.command else detect_test_command(tws.path))
             if command is None:
                 raise TaskFailed(
                     "no test command: none was given and none was found (a Makefile with a test "
