@@ -69,6 +69,7 @@ async def services_for(database_url: str) -> AgentServices:
     # selection in this worker skips one that is down instead of finding out on a task's call.
     services.llm.monitor.start()
     services.llm.shared = store  # requests/tokens per minute, 429s and downed providers, fleet-wide
+    services.llm.sink = store  # every call's tokens and cost, per task attempt
     _shared[database_url] = services
     return services
 

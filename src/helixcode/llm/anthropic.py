@@ -111,6 +111,7 @@ class EventDecoder:
         self.model = model
         self.tools = ToolCallAccumulator()
         self.input_tokens = 0
+        self.cached_tokens = 0
         self.output_tokens = 0
         self.stop_reason: str | None = None
         self.stopped = False
@@ -127,7 +128,14 @@ class EventDecoder:
         if kind == "message_start":
             msg = data.get("message") or {}
             self.model = str(msg.get("model") or self.model)
-            self.input_tokens = int((msg.get("usage") or {}).get("input_tokens") or 0)
+            usage = msg.get("usage") or {}
+            # Anthropic counts cache reads and writes apart from input_tokens: all were in the prompt.
+            self.cached_tokens = int(usage.get("cache_read_input_tokens") or 0)
+            self.input_tokens = (
+                int(usage.get("input_tokens") or 0)
+                + self.cached_tokens
+                + int(usage.get("cache_creation_input_tokens") or 0)
+            )
         elif kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
@@ -153,7 +161,7 @@ class EventDecoder:
     def _final(self) -> list[StreamEvent]:
         calls = self.tools.finish()
         events: list[StreamEvent] = [ToolCallDone(i, c) for i, c in enumerate(calls)]
-        events.append(UsageEvent(Usage(self.input_tokens, self.output_tokens)))
+        events.append(UsageEvent(Usage(self.input_tokens, self.output_tokens, self.cached_tokens)))
         events.append(Done(_STOP.get(self.stop_reason or "end_turn", "stop"), self.model))
         return events
 

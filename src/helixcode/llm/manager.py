@@ -43,6 +43,7 @@ from helixcode.llm.policy import (
     select,
 )
 from helixcode.llm.types import ChatRequest, ChatResponse, ModelCapabilities, ModelInfo, StreamEvent, Usage
+from helixcode.llm.usage import CallSink, Price, call_cost, current_call_context
 
 __all__ = ["CallRecord", "LLMManager", "ManagedStream", "ProviderEntry"]
 
@@ -61,6 +62,8 @@ class ProviderEntry:
     cost: float = 0.0
     #: The fleet's share of the provider's account (``[providers.NAME] rpm/tpm``), per model.
     quota: Quota = dataclasses.field(default_factory=Quota)
+    #: USD per million tokens, when config sets it (else the pricing table's, see ``llm.usage``).
+    price: Price | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class LLMManager:
         default_model: str | None = None,
         max_rate_wait: float = 60.0,
         shared: SharedLimits | None = None,
+        sink: CallSink | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -107,6 +111,8 @@ class LLMManager:
         self.max_rate_wait = max_rate_wait
         #: The fleet's limits in the database (None: this process's breakers and cool-downs only).
         self.shared = shared
+        #: Where every finished call is recorded with its tokens and cost (None: only ``records``).
+        self.sink = sink
         self.records: deque[CallRecord] = deque(maxlen=1000)
         self.latency: dict[tuple[str, str], float] = {}
         self.discovery_errors: dict[str, str] = {}
@@ -284,15 +290,16 @@ class LLMManager:
         try:
             reply = await self.providers[cand.provider].chat(dataclasses.replace(request, model=cand.model))
         except LLMError as exc:
-            self._record_failure(cand, exc, started)
+            failed = self._record_failure(cand, exc, started)
             await self._tell_fleet(cand, exc)
+            await self._persist(cand, failed)
             raise
         finally:
             breaker.settle()
-        self._record(
-            cand, CallRecord(cand.provider, cand.model, True, time.monotonic() - started, usage=reply.usage)
-        )
+        record = CallRecord(cand.provider, cand.model, True, time.monotonic() - started, usage=reply.usage)
+        self._record(cand, record)
         await self._settle(ticket, reply.usage)
+        await self._persist(cand, record)
         return reply
 
     # -- the fleet's shared limits --
@@ -388,8 +395,9 @@ class LLMManager:
                 except LLMError as exc:
                     cause = exc.__cause__ if isinstance(exc, StreamInterrupted) else exc
                     failure = cause if isinstance(cause, LLMError) else exc
-                    self._record_failure(cand, failure, started, inner)
+                    failed = self._record_failure(cand, failure, started, inner)
                     await self._tell_fleet(cand, failure)
+                    await self._persist(cand, failed)
                     if isinstance(exc, StreamInterrupted):
                         raise
                     if inner.content_started:
@@ -414,6 +422,7 @@ class LLMManager:
                 )
                 self._record(cand, record)
                 await self._settle(ticket, inner.usage)
+                await self._persist(cand, record)
                 return
         raise NoCandidate("no model could serve the request", attempts)
 
@@ -442,9 +451,41 @@ class LLMManager:
             },
         )
 
+    async def _persist(self, cand: Candidate, record: CallRecord) -> None:
+        """Hand the call to the sink with the attempt it was made for and its cost (best effort: a
+        record lost to a database outage must not fail the call)."""
+        if self.sink is None:
+            return
+        usage = record.usage or Usage()
+        entry = self.entries[cand.provider]
+        cost = call_cost(
+            entry.provider.kind,
+            record.model,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            entry.price,
+        )
+        try:
+            await self.sink.record_call(
+                current_call_context(),
+                provider=record.provider,
+                model=record.model,
+                ok=record.ok,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                latency_s=record.latency_s,
+                first_token_s=record.first_event_s,
+                error=record.error,
+                cost_usd=cost,
+            )
+        except Exception as exc:
+            log.warning("could not record an LLM call: %s", exc, extra={"action": "llm.record_error"})
+
     def _record_failure(
         self, cand: Candidate, exc: LLMError, started: float, inner: ChatStream | None = None
-    ) -> None:
+    ) -> CallRecord:
         if counts_against_breaker(exc):
             self.breakers[cand.provider].record_failure()
         if isinstance(exc, RateLimited):
@@ -460,6 +501,7 @@ class LLMManager:
             streamed=inner is not None,
         )
         self._record(cand, record)
+        return record
 
 
 class ManagedStream:

@@ -147,7 +147,11 @@ def finish_reason(raw: str | None, has_calls: bool) -> FinishReason:
 def _usage(data: Any) -> Usage | None:
     if not isinstance(data, Mapping):
         return None
-    return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
+    details = data.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, Mapping) else None
+    return Usage(
+        int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0), int(cached or 0)
+    )
 
 
 class ChunkDecoder:

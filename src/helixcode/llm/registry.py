@@ -31,6 +31,7 @@ from helixcode.llm.ollama import OllamaProvider
 from helixcode.llm.openai_compat import OpenAICompatProvider
 from helixcode.llm.policy import RetryPolicy
 from helixcode.llm.types import Deadlines, ModelCapabilities
+from helixcode.llm.usage import Price
 
 __all__ = ["EMBEDDED_NAME", "build_manager", "build_provider", "configured_capabilities"]
 
@@ -128,7 +129,13 @@ def build_manager(settings: Settings) -> LLMManager:
     llm = settings.llm
     entries = {
         name: ProviderEntry(
-            build_provider(name, cfg), cfg.priority, cfg.cost, quota=Quota(rpm=cfg.rpm, tpm=cfg.tpm)
+            build_provider(name, cfg),
+            cfg.priority,
+            cfg.cost,
+            quota=Quota(rpm=cfg.rpm, tpm=cfg.tpm),
+            price=None
+            if cfg.price_input is None or cfg.price_output is None
+            else Price(cfg.price_input, cfg.price_output, cfg.price_cached_input),
         )
         for name, cfg in settings.providers.items()
         if cfg.enabled

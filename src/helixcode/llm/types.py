@@ -142,6 +142,8 @@ class ChatRequest:
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Of the prompt tokens, those the provider served from its prompt cache (when it says).
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -3,8 +3,8 @@
 Its parts live in their own modules over a shared ``StoreBase``: ``claims`` (leasing ready tasks),
 ``graph`` (what a finished task changes for its job), ``queue`` (writes under a lease, outcomes,
 maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``,
-``limits`` (the fleet's shared LLM limits). Dialect differences (SQLite vs PostgreSQL) stay inside
-this package.
+``limits`` (the fleet's shared LLM limits), ``usage`` (every model call's tokens and cost). Dialect
+differences (SQLite vs PostgreSQL) stay inside this package.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from helixcode.store.inspect import InspectOps
 from helixcode.store.jobs import JobOps
 from helixcode.store.limits import LimitOps
 from helixcode.store.tokens import TokenOps
+from helixcode.store.usage import UsageOps
 from helixcode.store.workers import WorkerOps
 
 __all__ = ["Store"]
 
 
-class Store(JobOps, ControlOps, BatchOps, ExpandOps, WorkerOps, TokenOps, InspectOps, LimitOps):
+class Store(JobOps, ControlOps, BatchOps, ExpandOps, WorkerOps, TokenOps, InspectOps, LimitOps, UsageOps):
     """Async access to the system of record. Open with ``await Store.open(settings)``."""

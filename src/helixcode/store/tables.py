@@ -259,3 +259,29 @@ llm_requests = sa.Table(
     sa.Column("tokens", sa.Integer, nullable=False),
     sa.Index(None, "provider", "model", "at"),
 )
+
+
+#: Every model call, for cost and usage: what it was made for (job, task, attempt; empty outside a
+#: task), where it went, what it used and cost (USD; NULL when the price is unknown), how it went.
+#: Append-only like ``events``, and for the same reason without foreign keys.
+llm_calls = sa.Table(
+    "llm_calls",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.String(32)),
+    sa.Column("task_id", Id),
+    sa.Column("attempt", sa.Integer),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("cached_tokens", sa.Integer, nullable=False),
+    sa.Column("latency_s", Time, nullable=False),
+    sa.Column("first_token_s", Time),
+    sa.Column("cost_usd", Time),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index(None, "job_id", "task_id"),
+)

@@ -27,6 +27,7 @@ from helixcode.domain.enums import Criticality
 from helixcode.domain.models import Claim, LeaseState
 from helixcode.domain.records import WorkerInfo
 from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFailed
+from helixcode.llm.usage import CallContext, attempt_scope
 from helixcode.store.store import Store
 from helixcode.worker.acks import AckBatcher, Completion
 from helixcode.worker.capabilities import detect_capabilities, llm_capabilities, sandbox_probe
@@ -214,9 +215,11 @@ class Worker:
             ),
         )
         deadline = asyncio.timeout(task.timeout)
+        calls_for = CallContext(task.job_id, task.id, claim.attempt, self.id)  # its model calls' record
         try:
-            async with deadline:
-                output = await executor_for(task.run).execute(ctx)
+            with attempt_scope(calls_for):
+                async with deadline:
+                    output = await executor_for(task.run).execute(ctx)
         except asyncio.CancelledError:
             await self._after_cancel(claim)
             raise

@@ -1,4 +1,5 @@
-"""llm: fleet-wide limits (requests and tokens per minute, 429 cool-downs, providers known down)
+"""llm: fleet-wide limits (requests and tokens per minute, 429 cool-downs, providers known down), and
+every model call's usage and cost
 
 Revision ID: 0009
 Revises: 0008
@@ -42,8 +43,32 @@ def upgrade() -> None:
         op.f("ix_llm_requests_provider_model_at"), "llm_requests", ["provider", "model", "at"], unique=False
     )
 
+    op.create_table(
+        "llm_calls",
+        sa.Column("id", Id, autoincrement=True, nullable=False),
+        sa.Column("job_id", sa.String(length=32), nullable=True),
+        sa.Column("task_id", Id, nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=True),
+        sa.Column("worker_id", sa.String(length=64), nullable=True),
+        sa.Column("provider", sa.String(length=64), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("ok", sa.Boolean(), nullable=False),
+        sa.Column("prompt_tokens", sa.Integer(), nullable=False),
+        sa.Column("completion_tokens", sa.Integer(), nullable=False),
+        sa.Column("cached_tokens", sa.Integer(), nullable=False),
+        sa.Column("latency_s", sa.Double(), nullable=False),
+        sa.Column("first_token_s", sa.Double(), nullable=True),
+        sa.Column("cost_usd", sa.Double(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.Double(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_llm_calls")),
+    )
+    op.create_index(op.f("ix_llm_calls_job_id_task_id"), "llm_calls", ["job_id", "task_id"], unique=False)
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_llm_calls_job_id_task_id"), table_name="llm_calls")
+    op.drop_table("llm_calls")
     op.drop_index(op.f("ix_llm_requests_provider_model_at"), table_name="llm_requests")
     op.drop_table("llm_requests")
     op.drop_table("llm_limits")

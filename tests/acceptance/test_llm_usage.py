@@ -1,0 +1,100 @@
+"""Every model call is recorded with the attempt it was made for, its tokens and its cost in USD.
+
+A real ``helix worker`` runs an agent task driven by the scripted model, served under a priced model's
+name (``gpt-4o-mini``, in the ``genai-prices`` table); the job's usage and cost are read back from the
+store and checked against the table. A provider priced in config uses that price instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from genai_prices import Usage, calc_price
+
+from helixcode.config import DatabaseSettings, Settings
+from helixcode.llm.usage import Price, call_cost
+from helixcode.store.store import Store
+from tests.acceptance.conftest import Cli
+from tests.acceptance.test_sandbox_escapes import make_repo
+from tests.scripted_model import ScriptedModel
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox")]
+
+
+@pytest.fixture
+def model() -> Iterator[ScriptedModel]:
+    server = ScriptedModel().start()
+    yield server
+    server.stop()
+
+
+def toml(model: ScriptedModel, name: str, extra: str = "") -> str:
+    return (
+        "[llm]\nembedded = false\n\n[providers.acct]\n"
+        f'type = "openai"\nbase_url = "{model.url}/v1"\nmodels = ["{name}"]\n'
+        'capabilities = ["tools", "json_schema"]\ncontext_length = 32000\n' + extra
+    )
+
+
+async def usage_of(db_url: str, job: str) -> tuple[dict[str, object], list[dict[str, object]]]:
+    store = await Store.open(Settings(database=DatabaseSettings(url=db_url)), upgrade=False)
+    try:
+        total = (await store.job_usage(job)).to_dict()
+        per_task = [u.to_dict() for u in (await store.usage_by_task(job)).values()]
+    finally:
+        await store.aclose()
+    return total, per_task
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "price"),
+    [
+        ("gpt-4o-mini", "", None),
+        ("in-house-7b", "price_input = 2.0\nprice_output = 6.0\n", Price(2.0, 6.0)),
+    ],
+    ids=["pricing-table", "config-price"],
+)
+def test_a_jobs_calls_are_recorded_with_tokens_and_cost(
+    cli: Cli, model: ScriptedModel, tmp_path: Path, name: str, extra: str, price: Price | None
+) -> None:
+    repo = make_repo(tmp_path)
+    (cli.cwd / "helix.toml").write_text(toml(model, name, extra))
+    model.script("PRICED", [("write_file", {"path": "a.txt", "content": "a\n"})])
+    plan = {"workdir": str(repo), "tasks": [{"id": "a", "type": "building", "title": "PRICED"}]}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    job = cli.json("submit", str(tmp_path / "plan.json"))["id"]
+    cli("worker", "--exit-when-idle", timeout=120)
+    assert cli.json("status", job)["status"] == "succeeded"
+    total, [task] = asyncio.run(usage_of(cli.env["HELIX_DATABASE_URL"], job))
+    calls = len([r for r in model.requests if r.get("messages")])
+    assert total["calls"] == calls == task["calls"]
+    assert total["prompt_tokens"] == 10 * calls  # the scripted model reports 10 + 10 per reply
+    assert total["completion_tokens"] == 10 * calls
+    if price is None:
+        one = float(
+            calc_price(Usage(input_tokens=10, output_tokens=10), name, provider_id="openai").total_price
+        )
+    else:
+        one = (10 * price.input + 10 * price.output) / 1e6
+    assert total["cost_usd"] == pytest.approx(one * calls)
+    assert total["unpriced_calls"] == 0
+
+
+def test_costs_by_kind() -> None:
+    assert call_cost("local", "SmolLM2-135M", 1000, 500) == 0.0  # the embedded model
+    assert call_cost("llamacpp", "qwen2.5-7b", 1000, 500) is None  # nobody knows: not a guess
+    assert call_cost("openai", "no-such-model-xyz", 1000, 500) is None
+    assert call_cost("openai", "gpt-4o-mini", 1000, 500) == pytest.approx(
+        float(
+            calc_price(
+                Usage(input_tokens=1000, output_tokens=500), "gpt-4o-mini", provider_id="openai"
+            ).total_price
+        )
+    )
+    assert call_cost("ollama", "m", 1_000_000, 1_000_000, 500_000, Price(1.0, 2.0, 0.1)) == pytest.approx(
+        0.5 + 0.05 + 2.0
+    )
