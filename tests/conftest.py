@@ -1,7 +1,8 @@
 """Shared fixtures: a fresh database per test, on SQLite always and on PostgreSQL when reachable.
 
 PostgreSQL tests clone a migrated template database (fast); they are skipped when the server cannot be
-reached, unless ``HELIXTEST_REQUIRE_POSTGRES=1`` (CI sets it), in which case they fail. Tests of the
+reached, unless ``HELIXTEST_REQUIRE_POSTGRES=1`` (CI sets it), in which case they fail; the same for
+model-backed tests (marked ``llm``) under ``HELIXTEST_REQUIRE_LLM=1``. Tests of the
 agent sandbox take the ``sandbox`` fixture: skipped where bubblewrap cannot run here, failed instead
 under ``HELIXTEST_REQUIRE_SANDBOX=1`` (CI).
 """
@@ -25,6 +26,18 @@ from tests.run_counter import RunCounter
 PG_ADMIN_DSN = os.environ.get("HELIXTEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("HELIXTEST_REQUIRE_POSTGRES") == "1"
 REQUIRE_SANDBOX = os.environ.get("HELIXTEST_REQUIRE_SANDBOX") == "1"
+REQUIRE_LLM = os.environ.get("HELIXTEST_REQUIRE_LLM") == "1"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under ``HELIXTEST_REQUIRE_LLM=1`` (CI), a model-backed test (marked ``llm``) that would skip
+    fails instead: CI must never pass because the model was missing."""
+    report = yield
+    if REQUIRE_LLM and report.skipped and item.get_closest_marker("llm") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"HELIXTEST_REQUIRE_LLM=1 but the model-backed test would skip: {report.longrepr}"
+    return report
 
 
 @pytest.fixture

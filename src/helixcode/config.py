@@ -4,7 +4,13 @@ Every section refuses unknown keys, and the error names the key and the file it 
 misspelt setting that is silently ignored is worse than one that stops the program.
 
 Environment variables take the form ``HELIX_<SECTION>_<KEY>`` (``HELIX_DATABASE_URL``,
-``HELIX_TASKS_LEASE_TTL``); ``HELIX_CONFIG`` names an explicit file instead of the search path.
+``HELIX_TASKS_LEASE_TTL``); ``HELIX_CONFIG`` names an explicit file instead of the search path. A
+misspelt key of a known section (``HELIX_TASKS_LEASE_TT``) is an error; a variable whose section is not
+one of ours (``HELIX_RUNTIME``, set by the Helix editor) belongs to someone else and is ignored.
+
+With no ``database.url`` configured, the database is found the way git finds its repository: the
+nearest ``.helix/helix.db`` in the current directory or a parent, else a new ``./.helix/helix.db``
+(:func:`find_database`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from helixcode.errors import ConfigError
@@ -33,10 +47,14 @@ __all__ = [
     "TasksSettings",
     "WorkersSettings",
     "config_files",
+    "find_database",
     "load_settings",
 ]
 
 ENV_PREFIX = "HELIX_"
+#: The folder (and the file in it) that marks a project's database, like ``.git`` marks a repository.
+DB_DIR = ".helix"
+DB_FILE = "helix.db"
 #: Variables with the prefix that are not settings keys: the CLI's own, and what a task's process sees.
 RESERVED_ENV = frozenset(
     {
@@ -120,6 +138,17 @@ class ProviderSettings(_Section):
     model_path: str | None = Field(default=None, description="local: a GGUF file")
     priority: int = Field(default=100, description="lower is preferred")
     cost: float = Field(default=0.0, ge=0, description="relative cost per 1k tokens")
+    rpm: int | None = Field(
+        default=None, ge=1, description="requests per minute per model, shared by every worker of the fleet"
+    )
+    tpm: int | None = Field(
+        default=None, ge=1, description="tokens per minute per model, shared by every worker of the fleet"
+    )
+    price_input: float | None = Field(default=None, ge=0, description="USD per million prompt tokens")
+    price_output: float | None = Field(default=None, ge=0, description="USD per million reply tokens")
+    price_cached_input: float | None = Field(
+        default=None, ge=0, description="USD per million prompt tokens read from the cache"
+    )
     context_length: int | None = Field(default=None, ge=1, description="window in tokens (Ollama: num_ctx)")
     capabilities: list[Literal["tools", "vision", "json_schema", "embeddings", "streaming"]] | None = Field(
         default=None, description="declared model capabilities, for servers that cannot report them"
@@ -143,6 +172,11 @@ class LLMSettings(_Section):
     breaker_cooldown: float = Field(default=30.0, gt=0, description="seconds before a half-open trial")
     retry_attempts: int = Field(default=2, ge=1, description="tries per candidate before falling back")
     retry_max_wait: float = Field(default=2.0, ge=0, description="longest backoff worth waiting for")
+    rate_limit_wait: float = Field(
+        default=60.0,
+        ge=0,
+        description="longest a call waits for 429 cool-downs when no other model can serve it",
+    )
 
 
 class ApiSettings(_Section):
@@ -268,6 +302,15 @@ class Settings(BaseSettings):
         # Files arrive as init values; the environment overrides them.
         return (env_settings, init_settings)
 
+    #: The SQLite file that discovery chose (no ``database.url`` configured), and whether it exists yet.
+    _discovered: tuple[Path, bool] | None = PrivateAttr(default=None)
+
+    @property
+    def discovered_database(self) -> tuple[Path, bool] | None:
+        """``(path, found)`` when the database was chosen by :func:`find_database` rather than
+        configured: ``found`` is False when no ``.helix/helix.db`` existed, so this one is new."""
+        return self._discovered
+
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with secrets hidden, for display."""
         data = self.model_dump(mode="json", by_alias=True)
@@ -333,6 +376,8 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_env_names(env: Mapping[str, str]) -> None:
+    """A misspelt key of one of our sections is an error naming the variable; a variable whose
+    section is not ours (``HELIX_RUNTIME``, ``HELIX_FOO_BAR``) is another program's, and ignored."""
     sections = {name: field.annotation for name, field in Settings.model_fields.items()}
     for name in env:
         if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV:
@@ -340,14 +385,37 @@ def _check_env_names(env: Mapping[str, str]) -> None:
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
         model = sections.get(section)
-        if model is None:
-            raise ConfigError(f"environment: unknown variable {name} (no section '{section}')")
-        if not key or section == "providers":
+        if model is None or not key or section == "providers":
             continue
         fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
         aliases = {f.alias for f in fields.values() if f.alias}
         if key not in fields and key not in aliases:
             raise ConfigError(f"environment: unknown variable {name} (no key '{key}' in [{section}])")
+
+
+def find_database(cwd: Path) -> tuple[Path, bool]:
+    """The nearest ``.helix/helix.db`` in ``cwd`` or a parent, ``(path, True)``; else the one to create
+    here, ``(cwd/.helix/helix.db, False)``. Like git looking for ``.git``: run from any folder of a
+    project, a command finds the project's database."""
+    here = cwd.resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DB_DIR / DB_FILE
+        if candidate.is_file():
+            return candidate, True
+    return here / DB_DIR / DB_FILE, False
+
+
+def _discover(settings: Settings, cwd: Path) -> None:
+    """No ``database.url`` configured: use the database :func:`find_database` finds, by absolute path
+    (worker processes and shell tasks may run elsewhere), and keep the workers' ``data_dir`` next to
+    it unless that is configured too."""
+    if "url" in settings.database.model_fields_set:
+        return
+    path, found = find_database(cwd)
+    settings.database.url = f"sqlite+aiosqlite:///{path}"
+    if "data_dir" not in settings.workers.model_fields_set:
+        settings.workers.data_dir = str(path.parent)
+    settings._discovered = (path, found)
 
 
 def load_settings(path: Path | None = None, cwd: Path | None = None) -> Settings:
@@ -364,6 +432,8 @@ def load_settings(path: Path | None = None, cwd: Path | None = None) -> Settings
         merged = _merge(merged, data)
     _check_env_names(os.environ)
     try:
-        return Settings(**merged)
+        settings = Settings(**merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, "environment")) from exc
+    _discover(settings, cwd or Path.cwd())
+    return settings

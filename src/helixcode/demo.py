@@ -2,10 +2,11 @@
 
 It creates ``.demo/sample`` (a tiny Python package with a passing test, committed), then runs
 ``helix run GOAL --repo sample`` from ``.demo`` (so the database is ``.demo/.helix/helix.db``) and shows
-the merged branch. On the embedded defaults (no provider configured: the in-process SmolLM2-135M) it
-keeps plans and tool rounds small so the whole job takes a few minutes on 2 cores; what that model
-writes is nonsense, but every step is real: a schema-constrained plan, forced tool calls, WIP commits
-and checkpoints, tests run, merges. With a capable provider configured the same command does real work.
+the merged branch. On the embedded defaults (no provider configured: the in-process SmolLM2-135M)
+`helix run` itself keeps plans and tool rounds small (``cli.run.EMBEDDED_LIMITS``, and it says so), so
+the whole job takes a few minutes on 2 cores; what that model writes is nonsense, but every step is
+real: a schema-constrained plan, forced tool calls, WIP commits and checkpoints, tests run, merges.
+With a capable provider configured the same command does real work.
 """
 
 from __future__ import annotations
@@ -50,23 +51,15 @@ def make_sample(root: Path) -> Path:
     return repo
 
 
-def embedded_only() -> bool:
-    from helixcode.config import load_settings
-
-    return not load_settings().providers
-
-
 def main() -> None:
     work = ROOT / ".demo"
     shutil.rmtree(work, ignore_errors=True)
     repo = make_sample(work)
-    os.environ.pop("HELIX_DATABASE_URL", None)
+    # Named, not discovered: a .helix/helix.db in a folder above would otherwise be found first.
+    os.environ["HELIX_DATABASE_URL"] = f"sqlite+aiosqlite:///{work / '.helix' / 'helix.db'}"
     test = f"{sys.executable} -m unittest -q tests.test_greet"
+    # On the embedded model, `helix run` applies the small limits itself (and prints them).
     args = ["run", GOAL, "--repo", str(repo), "--workers", "2", "--test-command", test]
-    if embedded_only():
-        # Small plans and rounds keep it to a few minutes on 2 cores; --chain runs the subtasks in order,
-        # because this model gives every subtask the same file names and parallel siblings would conflict.
-        args += ["--max-subtasks", "3", "--max-rounds", "2", "--max-tokens", "160", "--chain"]
     print(f"$ helix {' '.join(args[:2])!s} ...  (sample repository: {repo})", flush=True)
     started = time.monotonic()
     code = subprocess.run([sys.executable, "-m", "helixcode", *args], cwd=work, check=False).returncode

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from helixcode.config import load_settings, mask_url
+from helixcode.config import find_database, load_settings, mask_url
 from helixcode.errors import ConfigError
 
 
@@ -92,3 +92,77 @@ def test_provider_secrets_are_masked(tmp_path: Path) -> None:
 def test_mask_url_leaves_passwordless_urls() -> None:
     assert mask_url("sqlite+aiosqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     assert mask_url("postgresql://user@host/db") == "postgresql://user@host/db"
+
+
+@pytest.mark.parametrize("name", ["HELIX_RUNTIME", "HELIX_FOO", "HELIX_FOO_BAR", "HELIX_TASKSX_LEASE_TTL"])
+def test_variables_of_other_programs_are_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # HELIX_RUNTIME is set by the Helix editor; none of these names one of our sections.
+    monkeypatch.setenv(name, "/usr/lib/helix/runtime")
+    assert load_settings(cwd=tmp_path).tasks.lease_ttl == 30.0
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("HELIX_DATABASE_URLL", "urll"), ("HELIX_TASKS_LEASE_TT", "lease_tt")]
+)
+def test_a_misspelt_key_of_a_known_section_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, key: str
+) -> None:
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ConfigError, match=rf"unknown variable {name} \(no key '{key}'"):
+        load_settings(cwd=tmp_path)
+
+
+def _make_db(folder: Path) -> Path:
+    path = folder / ".helix" / "helix.db"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_the_database_is_found_in_a_parent_like_git(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    db = _make_db(project)
+    deep = project / "src" / "pkg"
+    deep.mkdir(parents=True)
+    (project / "src" / ".helix").mkdir()  # a .helix folder without a database is not a match
+    s = load_settings(cwd=deep)
+    assert s.database.url == f"sqlite+aiosqlite:///{db}"
+    assert s.discovered_database == (db, True)
+    assert s.workers.data_dir == str(db.parent)  # clones and logs live beside the database
+    assert find_database(deep) == (db, True)
+
+
+def test_the_nearest_database_wins(tmp_path: Path) -> None:
+    _make_db(tmp_path)
+    inner = _make_db(tmp_path / "inner")
+    assert find_database(tmp_path / "inner") == (inner, True)
+
+
+def test_without_a_database_a_new_one_is_chosen_here_but_not_created(tmp_path: Path) -> None:
+    if find_database(tmp_path.parent)[1]:
+        pytest.skip("a .helix/helix.db above the temporary folder would be found first")
+    s = load_settings(cwd=tmp_path)
+    here = tmp_path.resolve() / ".helix" / "helix.db"
+    assert s.database.url == f"sqlite+aiosqlite:///{here}"
+    assert s.discovered_database == (here, False)
+    assert not (tmp_path / ".helix").exists()  # opening the store creates it, not loading settings
+
+
+def test_a_configured_url_or_data_dir_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _make_db(tmp_path)
+    (tmp_path / "helix.toml").write_text("[database]\nurl = 'sqlite+aiosqlite:///mine.db'\n")
+    s = load_settings(cwd=tmp_path)
+    assert (s.database.url, s.workers.data_dir, s.discovered_database) == (
+        "sqlite+aiosqlite:///mine.db",
+        ".helix",
+        None,
+    )
+    (tmp_path / "helix.toml").write_text("[workers]\ndata_dir = 'cache'\n")
+    s = load_settings(cwd=tmp_path)
+    assert s.discovered_database is not None
+    assert s.workers.data_dir == "cache"
+    monkeypatch.setenv("HELIX_DATABASE_URL", "postgresql+psycopg://u@h/db")
+    s = load_settings(cwd=tmp_path)
+    assert (s.database.url, s.discovered_database) == ("postgresql+psycopg://u@h/db", None)

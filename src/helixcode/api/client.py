@@ -19,6 +19,7 @@ from helixcode.api.app import API_PREFIX
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
 from helixcode.domain.models import Event, Job, JobSummary, Task
 from helixcode.domain.plan import JobSpec
+from helixcode.domain.records import AttemptRecord, WorkerInfo
 from helixcode.errors import (
     AccessDenied,
     Forbidden,
@@ -28,7 +29,6 @@ from helixcode.errors import (
     RemoteError,
     SchedulerError,
 )
-from helixcode.store.workers import WorkerInfo
 
 __all__ = ["RemoteManager", "event_from_dict", "summary_from_dict", "task_from_dict"]
 
@@ -144,6 +144,11 @@ class RemoteManager:
     async def tasks(self, ref: str, statuses: list[TaskStatus] | None = None) -> list[Task]:
         params = {"status": [s.value for s in statuses]} if statuses else None
         return [task_from_dict(d) for d in await self._call("GET", f"/jobs/{ref}/tasks", params=params)]
+
+    async def task_attempts(self, ref: str, key: str) -> tuple[Task, list[AttemptRecord]]:
+        """A task and its finished attempts, oldest first (`helix logs`)."""
+        detail = await self._call("GET", f"/jobs/{ref}/tasks/{key}")
+        return task_from_dict(detail["task"]), [AttemptRecord(**a) for a in detail["attempts"]]
 
     async def events(
         self, ref: str, after_id: int = 0, limit: int = 1000, *, settled: bool = False

@@ -1,21 +1,27 @@
-"""What every CLI command shares: consoles, the parsed root options, and running async code."""
+"""What every CLI command shares: consoles, the parsed root options, opening the store (saying which
+database it is when that matters), and running async code.
+
+Start-up matters here (`helix progress` runs inside shell tasks, `helix --help` is a newcomer's first
+command): nothing heavy is imported at module level, here or in the command modules. The store, the
+engine, the LLM layer, the HTTP client and Rich's tables load inside the commands that use them.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
 
-from helixcode.config import Settings, load_settings
-from helixcode.engine.manager import TaskManager
-from helixcode.store.store import Store
+if TYPE_CHECKING:
+    from helixcode.config import Settings
+    from helixcode.engine.manager import TaskManager
+    from helixcode.store.store import Store
 
-__all__ = ["JsonOpt", "console", "err_console", "run", "run_async", "state"]
+__all__ = ["JsonOpt", "console", "err_console", "open_store", "run", "run_async", "state"]
 
 T = TypeVar("T")
 
@@ -32,14 +38,42 @@ class State:
     #: ``--server URL``; ``HELIX_SERVER`` when not given. Read and control commands then use the API.
     server: str | None = None
     _settings: Settings | None = None
+    #: The database line (see :func:`open_store`) is printed once per process.
+    announced: bool = False
 
     def settings(self) -> Settings:
         if self._settings is None:
+            from helixcode.config import load_settings  # lazy: pydantic-settings costs start-up time
+
             self._settings = load_settings(self.config_path)
         return self._settings
 
+    def remote(self) -> str | None:
+        """The REST API to use instead of the database, if any."""
+        return self.server or os.environ.get("HELIX_SERVER")
+
 
 state = State()
+
+
+async def open_store(*, upgrade: bool = True) -> Store:
+    """Open the configured store. When the database was found rather than configured (see
+    ``config.find_database``), say which file it is if it was just created or holds no job: a newcomer
+    who runs a command in the wrong folder sees it at once (one line, on stderr)."""
+    from helixcode.store.store import Store
+
+    settings = state.settings()
+    store = await Store.open(settings, upgrade=upgrade)
+    if settings.discovered_database is not None and not state.announced:
+        state.announced = True
+        path, found = settings.discovered_database
+        if not found:
+            err_console.print(
+                f"database: created {path} (none in this folder or a parent)", highlight=False, soft_wrap=True
+            )
+        elif not await store.list_jobs(1):
+            err_console.print(f"database: {path} (no jobs yet)", highlight=False, soft_wrap=True)
+    return store
 
 
 def run(fn: Callable[[TaskManager], Awaitable[T]]) -> T:
@@ -47,19 +81,23 @@ def run(fn: Callable[[TaskManager], Awaitable[T]]) -> T:
     it with a ``RemoteManager`` (same methods, over the REST API) instead."""
 
     async def go() -> T:
-        if server := state.server or os.environ.get("HELIX_SERVER"):
+        if server := state.remote():
             from helixcode.api.client import RemoteManager  # lazy: only remote use needs httpx here
 
             async with RemoteManager(server, os.environ.get("HELIX_TOKEN")) as remote:
-                return await fn(cast(TaskManager, remote))
-        store = await Store.open(state.settings())
+                return await fn(cast("TaskManager", remote))
+        from helixcode.engine.manager import TaskManager
+
+        store = await open_store()
         try:
             return await fn(TaskManager(store))
         finally:
             await store.aclose()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # lazy: commands that never run async code start faster
+
     return asyncio.run(coro)

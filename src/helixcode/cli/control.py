@@ -82,4 +82,4 @@ def split(
 
 def register(app: typer.Typer) -> None:
     for command in (pause, resume, cancel, split):
-        app.command()(command)
+        app.command(rich_help_panel="Jobs")(command)

@@ -16,7 +16,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from helixcode.store.workers import WorkerInfo
+from helixcode.domain.records import WorkerInfo
 
 __all__ = ["MEASURES", "history_json", "history_table", "series", "sparkline"]
 

@@ -21,7 +21,7 @@ from helixcode.cli.render import STATUS_STYLE, _bar, event_line
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.models import Event, JobSummary, Task
 
-__all__ = ["WIDE", "final_table", "job_view", "suite_report", "tree"]
+__all__ = ["WIDE", "final_table", "job_view", "status_changes", "status_line", "suite_report", "tree"]
 
 #: Narrower consoles get the compact layout.
 WIDE = 110
@@ -114,6 +114,25 @@ def job_view(
         line.no_wrap, line.overflow = True, "ellipsis"
         lines.append(line)
     return Group(head, table, *lines)
+
+
+def status_changes(tasks: Sequence[Task], seen: Mapping[str, str]) -> list[Task]:
+    """The tasks whose status is not the one last seen (new tasks included), in tree order: what the
+    progress lines print when stdout is not a terminal."""
+    return [t for t, _ in tree(tasks) if seen.get(t.key) != t.status.value]
+
+
+def status_line(task: Task, elapsed: float) -> Text:
+    """One progress line: the job's elapsed time, the task's key and status, how long it ran once it
+    has ended, and why it failed. One line, cut to the console's width."""
+    line = Text(f"{elapsed:5.0f}s  {task.key:<20} ")
+    line.append(task.status.value, style=STATUS_STYLE.get(task.status.value, ""))
+    if task.status.terminal and task.started_at is not None:
+        line.append(f" after {_elapsed(task)}")
+    if task.status in (TaskStatus.FAILED, TaskStatus.RETRYING) and task.last_error:
+        line.append(": " + " ".join(task.last_error.split()))
+    line.no_wrap, line.overflow = True, "ellipsis"
+    return line
 
 
 def final_table(tasks: Sequence[Task], outputs: Outputs, width: int) -> Table:

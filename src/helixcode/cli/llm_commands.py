@@ -5,24 +5,26 @@ Exit codes as everywhere in the CLI: 2 for bad input (config, unknown provider),
 
 from __future__ import annotations
 
-import asyncio
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from helixcode.cli.common import console, err_console, state
+from helixcode.cli.common import console, err_console, run_async, state
 from helixcode.errors import ConfigError, LLMError
-from helixcode.llm.errors import StreamInterrupted
-from helixcode.llm.manager import LLMManager
-from helixcode.llm.registry import build_manager
-from helixcode.llm.types import ChatRequest, Message, ModelInfo, TextDelta, ToolCallDone
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from helixcode.llm.manager import LLMManager
+    from helixcode.llm.types import ChatRequest, ModelInfo
 
 __all__ = ["register"]
 
 
 def _manager() -> LLMManager:
+    from helixcode.llm.registry import build_manager  # lazy: the LLM layer loads for these commands only
+
     try:
         return build_manager(state.settings())
     except ConfigError as exc:
@@ -44,6 +46,8 @@ def _caps(model: ModelInfo) -> dict[str, Any]:
 
 async def _survey(llm: LLMManager) -> list[dict[str, Any]]:
     """Models and health of every provider: only discovery calls and health probes, nothing billed."""
+    import asyncio
+
     async with llm:
         models, health = await asyncio.gather(llm.refresh_models(), llm.monitor.probe_all())
     rows = []
@@ -72,6 +76,8 @@ def _flags(model: dict[str, Any]) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="LLM providers")
     for column in ("provider", "type", "prio", "health", "model", "capabilities"):
         table.add_column(column)
@@ -94,6 +100,9 @@ def _table(rows: list[dict[str, Any]]) -> Table:
 
 
 async def _chat(llm: LLMManager, request: ChatRequest, provider: str | None) -> int:
+    from helixcode.llm.errors import StreamInterrupted
+    from helixcode.llm.types import TextDelta, ToolCallDone
+
     async with llm:
         stream = llm.stream(request, provider=provider)
         try:
@@ -124,20 +133,20 @@ async def _chat(llm: LLMManager, request: ChatRequest, provider: str | None) -> 
 def register(app: typer.Typer) -> None:
     """Add the LLM commands to the main ``helix`` app."""
 
-    @app.command("providers")
+    @app.command("providers", rich_help_panel="Models")
     def providers(
         as_json: Annotated[
             bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")
         ] = False,
     ) -> None:
         """Show configured LLM providers, their models, capabilities and health."""
-        rows = asyncio.run(_survey(_manager()))
+        rows = run_async(_survey(_manager()))
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
         else:
             console.print(_table(rows))
 
-    @app.command("chat")
+    @app.command("chat", rich_help_panel="Models")
     def chat(
         prompt: Annotated[str, typer.Argument(help="What to ask.")],
         provider: Annotated[
@@ -155,8 +164,10 @@ def register(app: typer.Typer) -> None:
         if provider is not None and provider not in llm.providers:
             known = ", ".join(llm.providers) or "none"
             err_console.print(f"[red]error:[/red] no provider named {provider!r} (configured: {known})")
-            asyncio.run(llm.aclose())
+            run_async(llm.aclose())
             raise typer.Exit(2)
+        from helixcode.llm.types import ChatRequest, Message
+
         messages = ([Message.system(system)] if system else []) + [Message.user(prompt)]
         request = ChatRequest(messages, model=model, max_tokens=max_tokens)
-        raise typer.Exit(asyncio.run(_chat(llm, request, provider)))
+        raise typer.Exit(run_async(_chat(llm, request, provider)))

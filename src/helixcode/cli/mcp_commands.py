@@ -30,4 +30,4 @@ def mcp(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("mcp")(mcp)
+    app.command("mcp", rich_help_panel="Server and integrations")(mcp)

@@ -3,19 +3,22 @@
 `helix run` creates the job (one planning task whose subtasks are inserted when it has planned), starts
 a local pool of worker processes (`helix worker --exit-when-idle`, one task each) and shows the task tree
 live until the job ends (``cli.workflow``: the pool, Ctrl-C, the view).
+
+On the embedded defaults (no provider configured, so the tiny in-process model is the only one) it
+applies ``EMBEDDED_LIMITS``, the limits `make demo` runs with, unless the command line gives them: that
+model plans long chains of many-round subtasks at about 20 s a round on 2 cores, and a newcomer's first
+job should end in minutes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich import box
-from rich.table import Table
 
-from helixcode.cli.common import console, run_async, state
+from helixcode.cli.common import console, err_console, open_store, run_async, state
 from helixcode.cli.workflow import (
     LiveOpt,
     ModelOpt,
@@ -31,17 +34,37 @@ from helixcode.cli.workflow import (
     submit,
     workspace_for,
 )
-from helixcode.domain.enums import JobStatus, TaskType
-from helixcode.domain.plan import AgentRun, JobSpec, TaskSpec
-from helixcode.engine.manager import TaskManager
 from helixcode.errors import ConfigError
-from helixcode.store.store import Store
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from rich.table import Table
 
-SubtasksOpt = Annotated[int, typer.Option("--max-subtasks", min=1, max=20, help="Subtasks a plan may have.")]
+    from helixcode.config import Settings
+    from helixcode.domain.plan import TaskSpec
+
+__all__ = ["EMBEDDED_LIMITS", "embedded_only", "register", "with_embedded_limits"]
+
+#: Subtasks a plan may have unless told otherwise.
+MAX_SUBTASKS = 6
+#: What `helix run` (and so `make demo`) uses on the embedded model unless the command line says
+#: otherwise: small plans and rounds keep a job to a few minutes on 2 cores, and the subtasks run one
+#: after another, because that model gives every subtask the same file names and parallel siblings
+#: would conflict.
+EMBEDDED_LIMITS: dict[str, Any] = {"max_subtasks": 3, "max_rounds": 2, "max_tokens": 160, "chain": True}
+
+SubtasksOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-subtasks", min=1, max=20, help=f"Subtasks a plan may have (default: {MAX_SUBTASKS})."
+    ),
+]
 TestOpt = Annotated[str | None, typer.Option("--test-command", help="How to run the project's tests.")]
-ChainOpt = Annotated[bool, typer.Option("--chain", help="Run the planned subtasks one after another.")]
+ChainOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--chain/--no-chain", help="Run the planned subtasks one after another.", show_default=False
+    ),
+]
 
 
 class OnConflict(StrEnum):
@@ -70,6 +93,28 @@ def _repo_files(repo: str) -> str:
     )
 
 
+def embedded_only(settings: Settings) -> bool:
+    """No provider is configured (or none enabled), so the embedded model is the only one."""
+    return settings.llm.embedded and not any(p.enabled for p in settings.providers.values())
+
+
+def with_embedded_limits(given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The options with ``EMBEDDED_LIMITS`` filling those not given (None), and the flags that did::
+
+    with_embedded_limits({"max_subtasks": 5, "max_rounds": None, "max_tokens": None, "chain": None})
+    # ({"max_subtasks": 5, "max_rounds": 2, "max_tokens": 160, "chain": True},
+    #  ["--max-rounds 2", "--max-tokens 160", "--chain"])
+    """
+    options = dict(given)
+    applied = []
+    for name, value in EMBEDDED_LIMITS.items():
+        if options.get(name) is None:
+            options[name] = value
+            flag = "--" + name.replace("_", "-")
+            applied.append(flag if value is True else f"{flag} {value}")
+    return options, applied
+
+
 def run(
     goal: Annotated[str | None, typer.Argument(help="What to do, in plain words.")] = None,
     repo: RepoOpt = ".",
@@ -77,44 +122,52 @@ def run(
     model: ModelOpt = None,
     workers: WorkersOpt = 2,
     max_rounds: RoundsOpt = None,
-    max_subtasks: SubtasksOpt = 6,
+    max_subtasks: SubtasksOpt = None,
     max_tokens: TokensOpt = None,
     test_command: TestOpt = None,
-    chain: ChainOpt = False,
+    chain: ChainOpt = None,
     on_conflict: ConflictOpt = OnConflict.FAIL,
     attach: Annotated[str | None, typer.Option("--attach", help="Continue an existing job instead.")] = None,
     live: LiveOpt = True,
 ) -> None:
-    """Plan GOAL with the model, execute the plan on a local worker pool, merge it into helix/<job>."""
+    """Plan GOAL with the model, execute the plan on a local worker pool, merge it into helix/<job>.
+
+    On the embedded model (no provider configured) small limits apply unless given: --max-subtasks 3
+    --max-rounds 2 --max-tokens 160 --chain."""
     if (goal is None) == (attach is None):
         raise ConfigError("give a GOAL, or --attach JOB to continue a job")
     if attach is None:
         assert goal is not None
+        from helixcode.domain.goals import goal_spec
+        from helixcode.domain.plan import AgentRun
+
         path = check_repo(repo)
         check_sandbox()
+        limits: dict[str, Any] = {
+            "max_subtasks": max_subtasks,
+            "max_rounds": max_rounds,
+            "max_tokens": max_tokens,
+            "chain": chain,
+        }
+        if embedded_only(state.settings()):
+            limits, applied = with_embedded_limits(limits)
+            if applied:
+                err_console.print(
+                    f"using the embedded model: small limits ({' '.join(applied)}); pass them to override",
+                    highlight=False,
+                    soft_wrap=True,
+                )
         opts = agent_options(
             provider=provider,
             model=model,
-            max_rounds=max_rounds,
-            max_subtasks=max_subtasks,
-            max_tokens=max_tokens,
+            max_rounds=limits["max_rounds"],
+            max_subtasks=limits["max_subtasks"] or MAX_SUBTASKS,
+            max_tokens=limits["max_tokens"],
             test_command=test_command,
-            chain=chain or None,
+            chain=limits["chain"] or None,
             on_conflict=on_conflict.value if on_conflict is OnConflict.DEBUG else None,
         )
-        spec = JobSpec(
-            name=goal[:200],
-            description=goal,
-            tasks=[
-                TaskSpec(
-                    id="plan",
-                    type=TaskType.PLANNING,
-                    title=goal[:200],
-                    description=goal,
-                    run=AgentRun(agent=opts),
-                )
-            ],
-        )
+        spec = goal_spec(goal, run=AgentRun.model_validate({"agent": opts}))
         job_id = submit(spec, path)
     else:
         job_id = run_async(_resume_if_paused(attach))
@@ -127,7 +180,7 @@ def plan(
     provider: ProviderOpt = None,
     model: ModelOpt = None,
     workers: WorkersOpt = 2,
-    max_subtasks: SubtasksOpt = 6,
+    max_subtasks: SubtasksOpt = None,
     max_rounds: RoundsOpt = None,
     max_tokens: TokensOpt = None,
     test_command: TestOpt = None,
@@ -137,10 +190,12 @@ def plan(
 ) -> None:
     """Ask the model for a plan and show its graph; `--approve` runs it as a job."""
     from helixcode.agent.planning import ask_for_plan
+    from helixcode.domain.plan import AgentOptions, AgentRun, JobSpec
     from helixcode.llm.registry import build_manager
     from helixcode.worker.capabilities import detect_capabilities, llm_capabilities, sandbox_probe
 
     path = check_repo(repo)
+    subtasks = max_subtasks or MAX_SUBTASKS
 
     async def ask() -> Any:
         async with build_manager(state.settings()) as llm:
@@ -162,8 +217,8 @@ def plan(
                 chat,
                 goal,
                 files,
-                max_subtasks=max_subtasks,
-                max_tokens=max(400, 100 * max_subtasks),
+                max_subtasks=subtasks,
+                max_tokens=max(400, 100 * subtasks),
                 capabilities=offered,
             )
 
@@ -184,12 +239,16 @@ def plan(
         test_command=test_command,
         on_conflict=on_conflict.value if on_conflict is OnConflict.DEBUG else None,
     )
-    tasks = [t.model_copy(update={"run": AgentRun(agent={**opts, **t.run.agent})}) for t in result.subtasks]
+    given = AgentOptions.model_validate(opts)  # a subtask's own options beat the command line's
+    tasks = [t.model_copy(update={"run": AgentRun(agent=t.run.agent.under(given))}) for t in result.subtasks]
     job_id = submit(JobSpec(name=goal[:200], description=goal, tasks=tasks), path)
     raise typer.Exit(execute(job_id, workers, live))
 
 
 def _plan_table(subtasks: Sequence[TaskSpec], goal: str) -> Table:
+    from rich import box
+    from rich.table import Table
+
     table = Table(title=f"Plan: {goal[:80]}", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("id", "type", "title", "depends on"):
         table.add_column(col)
@@ -199,7 +258,10 @@ def _plan_table(subtasks: Sequence[TaskSpec], goal: str) -> Table:
 
 
 async def _resume_if_paused(ref: str) -> str:
-    store = await Store.open(state.settings())
+    from helixcode.domain.enums import JobStatus
+    from helixcode.engine.manager import TaskManager
+
+    store = await open_store()
     try:
         manager = TaskManager(store)
         job_id = await manager.resolve(ref)
@@ -211,5 +273,5 @@ async def _resume_if_paused(ref: str) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(run)
-    app.command()(plan)
+    app.command(rich_help_panel="Work")(run)
+    app.command(rich_help_panel="Work")(plan)

@@ -7,16 +7,15 @@ with everything, and the first admin token has to come from somewhere.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
-from rich.table import Table
 
-from helixcode.cli.common import JsonOpt, console, err_console, run_async, state
-from helixcode.cli.render import emit_json
-from helixcode.store.store import Store
-from helixcode.store.tokens import ApiToken, Role
+from helixcode.cli.common import JsonOpt, console, err_console, open_store, run_async, state
+from helixcode.domain.records import Role
+
+if TYPE_CHECKING:
+    from helixcode.domain.records import ApiToken
 
 __all__ = ["register"]
 
@@ -59,11 +58,13 @@ def token_create(
     """Create a token and print it once; only its hash is stored."""
 
     async def go() -> tuple[ApiToken, str]:
-        async with await Store.open(state.settings()) as store:
+        async with await open_store() as store:
             return await store.create_token(name, role)
 
     token, secret = run_async(go())
     if as_json:
+        from helixcode.cli.render import emit_json
+
         emit_json(console, {**token.to_dict(), "token": secret})
         return
     console.print(secret, markup=False, highlight=False)
@@ -78,13 +79,18 @@ def token_list(
     """List tokens (never their secrets)."""
 
     async def go() -> list[ApiToken]:
-        async with await Store.open(state.settings()) as store:
+        async with await open_store() as store:
             return await store.list_tokens(include_revoked=revoked)
 
     tokens = run_async(go())
     if as_json:
+        from helixcode.cli.render import emit_json
+
         emit_json(console, [t.to_dict() for t in tokens])
         return
+    from rich import box
+    from rich.table import Table
+
     table = Table(title="API tokens", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("id", "name", "role", "created", "last used", "revoked"):
         table.add_column(column)
@@ -98,7 +104,7 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (n
     """Revoke a token for good; requests with it are refused from now on."""
 
     async def go() -> None:
-        async with await Store.open(state.settings()) as store:
+        async with await open_store() as store:
             await store.revoke_token(token_id)
 
     run_async(go())
@@ -110,5 +116,5 @@ def _ago(at: float | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(serve)
-    app.add_typer(token_app, name="token")
+    app.command(rich_help_panel="Server and integrations")(serve)
+    app.add_typer(token_app, name="token", rich_help_panel="Server and integrations")

@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 
-from helixcode.agent.workspace import Workspace
 from helixcode.cli.common import console, err_console
 from helixcode.cli.workflow import (
     LiveOpt,
@@ -29,11 +28,13 @@ from helixcode.cli.workflow import (
     execute,
     submit,
 )
-from helixcode.domain.enums import TaskType
-from helixcode.domain.plan import MAX_TEST_ROUNDS, JobSpec, SuiteOptions, SuiteRun, TaskSpec
 from helixcode.errors import ConfigError
 
-__all__ = ["register"]
+__all__ = ["MAX_TEST_ROUNDS", "register"]
+
+#: ``domain.plan.MAX_TEST_ROUNDS``, repeated so that `helix --help` need not load the plan models (a
+#: test checks that the two agree).
+MAX_TEST_ROUNDS = 8
 
 
 def run_tests(
@@ -56,6 +57,9 @@ def run_tests(
     live: LiveOpt = True,
 ) -> None:
     """Run the tests; on failure debug and re-test, up to --rounds times. Fixes land on helix/<job>."""
+    from helixcode.domain.enums import TaskType
+    from helixcode.domain.plan import JobSpec, SuiteOptions, SuiteRun, TaskSpec
+
     checked = check_repo(repo)
     check_sandbox()
     local = Path(checked).is_dir()
@@ -102,6 +106,8 @@ def _detected(path: Path) -> str:
 
 def _warn_uncommitted(path: Path) -> None:
     """The job starts from the last commit: say so when the checkout has changes it will not see."""
+    from helixcode.agent.workspace import Workspace
+
     ws = Workspace(path, "check")
     if ws.git("status", "--porcelain", check=False).stdout.strip():
         head = (ws.rev("HEAD") or "")[:10]
@@ -111,4 +117,4 @@ def _warn_uncommitted(path: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("test")(run_tests)
+    app.command("test", rich_help_panel="Work")(run_tests)

@@ -1,8 +1,11 @@
-"""Commands for workers and their tasks: `helix worker`, `workers`, `checkpoint`, `progress`."""
+"""Commands for workers and their tasks: `helix worker start|list`, `checkpoint`, `progress`.
+
+`helix worker [OPTIONS]` (no subcommand) still starts a worker, and `helix workers` (hidden) still
+lists them, with a hint on stderr: the old names, kept for a while.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -10,37 +13,73 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich import box
-from rich.table import Table
 
-from helixcode.cli.common import JsonOpt, console, err_console, run, run_async, state
-from helixcode.cli.history import history_json, history_table
-from helixcode.cli.render import emit_json
+from helixcode.cli.common import JsonOpt, console, err_console, open_store, run, run_async, state
 from helixcode.errors import ConfigError
-from helixcode.store.store import Store
-from helixcode.worker.runtime import Worker, WorkerOptions
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from helixcode.domain.records import WorkerInfo
+
+__all__ = ["register", "worker_app"]
+
+worker_app = typer.Typer(
+    help="Run a worker on this machine (`helix worker start`, or `helix worker` with the same "
+    "options), or list the workers (`helix worker list`).",
+)
+
+ConcurrencyOpt = Annotated[int | None, typer.Option(min=1, help="Tasks run at once (default: config).")]
+CapabilityOpt = Annotated[
+    list[str] | None, typer.Option("--capability", help="A capability label to add (repeatable).")
+]
+IdleOpt = Annotated[bool, typer.Option(help="Exit when no work can reach this worker.")]
+ProcessesOpt = Annotated[int, typer.Option(min=1, help="Start this many worker processes here.")]
+NameOpt = Annotated[str | None, typer.Option(help="A name to show in `helix worker list`.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Include stopped.")]
+HistoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--history",
+        metavar="WORKER",
+        help="One worker's CPU and memory over time (its id, a unique id prefix, or its name).",
+    ),
+]
 
 
+@worker_app.callback(invoke_without_command=True)
 def worker(
-    concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Tasks run at once (default: config).")
-    ] = None,
-    capability: Annotated[
-        list[str] | None, typer.Option("--capability", help="A capability label to add (repeatable).")
-    ] = None,
-    exit_when_idle: Annotated[bool, typer.Option(help="Exit when no work can reach this worker.")] = False,
-    processes: Annotated[int, typer.Option(min=1, help="Start this many worker processes here.")] = 1,
-    name: Annotated[str | None, typer.Option(help="A name to show in `helix workers`.")] = None,
+    ctx: typer.Context,
+    concurrency: ConcurrencyOpt = None,
+    capability: CapabilityOpt = None,
+    exit_when_idle: IdleOpt = False,
+    processes: ProcessesOpt = 1,
+    name: NameOpt = None,
+) -> None:
+    """Without a subcommand: start a worker, as `helix worker start` does (the options are the same)."""
+    if ctx.invoked_subcommand is None:
+        start(concurrency, capability, exit_when_idle, processes, name)
+    elif (concurrency, capability, exit_when_idle, processes, name) != (None, None, False, 1, None):
+        raise ConfigError(f"options go after the subcommand: helix worker {ctx.invoked_subcommand} [OPTIONS]")
+
+
+@worker_app.command("start")
+def start(
+    concurrency: ConcurrencyOpt = None,
+    capability: CapabilityOpt = None,
+    exit_when_idle: IdleOpt = False,
+    processes: ProcessesOpt = 1,
+    name: NameOpt = None,
 ) -> None:
     """Claim and run tasks until stopped (SIGTERM/Ctrl-C drain: finish or hand back running tasks)."""
     if processes > 1:
         _pool(processes, sys.argv[1:])
         return
+    from helixcode.worker.runtime import Worker, WorkerOptions  # lazy: the whole worker stack
+
     settings = state.settings()
     options = WorkerOptions(
         concurrency=concurrency or settings.workers.concurrency,
@@ -50,7 +89,9 @@ def worker(
     )
 
     async def go() -> dict[str, Any]:
-        store = await Store.open(settings)
+        import asyncio
+
+        store = await open_store()
         try:
             w = Worker(store, settings, options)
             err_console.print(f"worker {w.id}: {w.sandbox.line()}", highlight=False, soft_wrap=True)
@@ -86,20 +127,14 @@ def _pool(processes: int, argv: list[str]) -> None:
         raise typer.Exit(max(codes))
 
 
-def workers(
-    as_json: JsonOpt = False,
-    all_: Annotated[bool, typer.Option("--all", help="Include stopped.")] = False,
-    history: Annotated[
-        str | None,
-        typer.Option(
-            "--history",
-            metavar="WORKER",
-            help="One worker's CPU and memory over time (its id, a unique id prefix, or its name).",
-        ),
-    ] = None,
-) -> None:
+@worker_app.command("list")
+def worker_list(as_json: JsonOpt = False, all_: AllOpt = False, history: HistoryOpt = None) -> None:
     """List workers with status, last heartbeat and running tasks."""
+    from helixcode.cli.render import emit_json
+
     if history is not None:
+        from helixcode.cli.history import history_json, history_table
+
         worker, samples = run(lambda m: m.worker_history(history))
         if as_json:
             emit_json(console, history_json(worker, samples))
@@ -110,6 +145,19 @@ def workers(
     if as_json:
         emit_json(console, [w.to_dict() for w in found])
         return
+    console.print(_workers_table(found) if found else "No workers.")
+
+
+def workers(as_json: JsonOpt = False, all_: AllOpt = False, history: HistoryOpt = None) -> None:
+    """The old name of `helix worker list`."""
+    err_console.print("note: `helix workers` is now `helix worker list`", highlight=False)
+    worker_list(as_json, all_, history)
+
+
+def _workers_table(found: Sequence[WorkerInfo]) -> Table:
+    from rich import box
+    from rich.table import Table
+
     table = Table(title="Workers", box=box.SIMPLE_HEAD, pad_edge=False)
     cols = (
         "worker",
@@ -144,7 +192,7 @@ def workers(
             _sandbox_kind(w.capabilities),
             " ".join(c for c in w.capabilities if not c.startswith(("cpu:", "mem:", "sandbox"))),
         )
-    console.print(table if found else "No workers.")
+    return table
 
 
 def _sandbox_kind(capabilities: Sequence[str]) -> str:
@@ -174,7 +222,7 @@ def checkpoint(
         raise ConfigError(f"checkpoint: not valid JSON: {exc}") from exc
 
     async def go() -> None:
-        store = await Store.open(state.settings(), upgrade=False)
+        store = await open_store(upgrade=False)
         try:
             await store.save_checkpoint(task_id, token, name, value)
         finally:
@@ -193,7 +241,7 @@ def progress(
     task_id, token = _lease_from_env()
 
     async def go() -> None:
-        store = await Store.open(state.settings(), upgrade=False)
+        store = await open_store(upgrade=False)
         try:
             await store.report_progress(task_id, token, fraction, message)
         finally:
@@ -203,7 +251,7 @@ def progress(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(worker)
-    app.command()(workers)
-    app.command()(checkpoint)
-    app.command()(progress)
+    app.add_typer(worker_app, name="worker", rich_help_panel="Work")
+    app.command("workers", hidden=True)(workers)
+    app.command(rich_help_panel="Inside a task")(checkpoint)
+    app.command(rich_help_panel="Inside a task")(progress)

@@ -10,7 +10,6 @@ also starts a pool) continues it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -18,21 +17,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.live import Live
 
-from helixcode.agent.workspace import GitError, Workspace, job_branch
-from helixcode.cli.common import console, err_console, run_async, state
-from helixcode.cli.live import final_table, job_view, suite_report
-from helixcode.cli.render import event_line, status_text
+from helixcode.cli.common import console, err_console, open_store, run_async, state
 from helixcode.domain.enums import JobStatus
-from helixcode.domain.models import Event
-from helixcode.domain.plan import JobSpec
-from helixcode.engine.manager import TaskManager
 from helixcode.errors import ConfigError
-from helixcode.store.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from helixcode.agent.workspace import Workspace
+    from helixcode.domain.models import Event, JobSummary, Task
+    from helixcode.domain.plan import JobSpec
+    from helixcode.store.store import Store
 
 __all__ = [
     "LiveOpt",
@@ -77,12 +76,16 @@ def agent_options(**given: Any) -> dict[str, Any]:
 
 
 def workspace_for(repo: str, job_id: str) -> Workspace:
+    from helixcode.agent.workspace import Workspace  # lazy: the agent layer loads for these commands only
+
     return Workspace(repo, job_id, data_dir=state.settings().workers.data_dir)
 
 
 def check_repo(repo: str) -> str:
     """The repository as the job records it: a checkout's absolute path, or the remote's URL (whose
     default branch must have a commit; a first use clones it into this machine's cache)."""
+    from helixcode.agent.workspace import GitError
+
     ws = workspace_for(repo, "check")
     try:
         ws.start_commit_sync()
@@ -105,9 +108,11 @@ def check_sandbox() -> None:
 
 def submit(spec: JobSpec, repo: str) -> str:
     """Create the job and fix its git base (the repository's default branch now)."""
+    from helixcode.agent.workspace import job_branch
+    from helixcode.engine.manager import TaskManager
 
     async def go() -> str:
-        store = await Store.open(state.settings())
+        store = await open_store()
         try:
             job = await TaskManager(store).submit(spec, workdir=repo)
         finally:
@@ -132,7 +137,10 @@ class Pool:
     def __init__(self, n: int, log_dir: Path) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ)
-        self.env["HELIX_DATABASE_URL"] = state.settings().database.url
+        settings = state.settings()
+        self.env["HELIX_DATABASE_URL"] = settings.database.url
+        # The database may have been found in a parent folder: its workers keep their clones beside it.
+        self.env["HELIX_WORKERS_DATA_DIR"] = settings.workers.data_dir
         if state.config_path is not None:
             self.env["HELIX_CONFIG"] = str(state.config_path)
         self.logs = [log_dir / f"worker-{i + 1}.log" for i in range(n)]
@@ -186,7 +194,7 @@ class Pool:
 
 def execute(job_id: str, workers: int, live: bool) -> int:
     """Run the job on a local pool with the live view; the exit code its outcome calls for."""
-    log_dir = Path(".helix") / "logs" / job_id
+    log_dir = Path(state.settings().workers.data_dir) / "logs" / job_id
     pool = Pool(workers, log_dir)
     try:
         status = run_async(_watch(job_id, pool, live))
@@ -202,7 +210,9 @@ def execute(job_id: str, workers: int, live: bool) -> int:
 
 
 async def _pause(job_id: str) -> None:
-    store = await Store.open(state.settings())
+    from helixcode.engine.manager import TaskManager
+
+    store = await open_store()
     try:
         with contextlib.suppress(Exception):
             await TaskManager(store).pause(job_id, "interrupted (Ctrl-C)")
@@ -211,31 +221,42 @@ async def _pause(job_id: str) -> None:
 
 
 async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
-    store = await Store.open(state.settings())
+    """Follow the job until it ends or its pool can do no more: the live view on a terminal; when
+    stdout is not one (a log, CI), a line per task status change; with ``--no-live``, every event."""
+    import asyncio
+
+    from helixcode.cli.live import status_changes, status_line
+    from helixcode.cli.render import event_line
+    from helixcode.engine.manager import TaskManager
+
+    store = await open_store()
     manager = TaskManager(store)
+    view = _LiveView(pool) if live and console.is_terminal else None
+    seen: dict[str, str] | None = {} if live and view is None else None
     cursor = 0
-    recent: list[Event] = []
     started = time.monotonic()
     try:
-        with (
-            Live(console=console, refresh_per_second=4, transient=False)
-            if live
-            else contextlib.nullcontext() as view
-        ):
+        with view or contextlib.nullcontext():
             while True:
                 events = await manager.events(job_id, cursor)
                 if events:
                     cursor = events[-1].id
-                    recent = (recent + events)[-6:]
-                    if not live:
+                    if view is not None:
+                        view.recent = (view.recent + events)[-6:]
+                    elif seen is None:
                         for e in events:
                             console.print(event_line(e))
                 summary = await manager.summary(job_id)
-                if view is not None:
+                if view is not None or seen is not None:
                     tasks = await store.list_tasks(job_id)
-                    outputs = await store.task_outputs(job_id)
                     took = time.monotonic() - started
-                    view.update(job_view(summary, tasks, outputs, recent, took, pool.alive(), console.width))
+                    if view is not None:
+                        view.update(summary, tasks, await store.task_outputs(job_id), took)
+                    else:
+                        assert seen is not None
+                        for t in status_changes(tasks, seen):
+                            seen[t.key] = t.status.value
+                            console.print(status_line(t, took))
                 if summary.job.status.terminal:
                     break
                 if pool.alive() == 0 and not await store.has_work(POOL_CAPABILITIES):
@@ -245,22 +266,59 @@ async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
                 if pool.alive() == 0 and not _revived(pool, job_id):
                     break
                 await asyncio.sleep(0.5 if events else 1.0)
-        if live and not console.is_terminal:
-            console.line()  # Rich leaves a live view's last line open when the output is not a terminal
-        tasks = await store.list_tasks(job_id)
-        outputs = await store.task_outputs(job_id)
-        console.print(final_table(tasks, outputs, console.width))
-        if report := suite_report(tasks, outputs):
-            console.print(report)
-        console.print(
-            f"Job {job_id}: {status_text(summary.job.status.value)}; its work: "
-            f"git log --graph {job_branch(job_id)}"
-        )
-        if summary.job.pause_reason:
-            console.print(f"paused because: {summary.job.pause_reason}")
+        await _report(store, job_id, summary.job.status, summary.job.pause_reason)
         return summary.job.status
     finally:
         await store.aclose()
+
+
+class _LiveView:
+    """The Rich live view of the task tree (a terminal only), as a context manager."""
+
+    def __init__(self, pool: Pool) -> None:
+        from rich.live import Live
+
+        self.pool = pool
+        self.recent: list[Event] = []
+        self.live = Live(console=console, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> _LiveView:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def update(
+        self,
+        summary: JobSummary,
+        tasks: Sequence[Task],
+        outputs: Mapping[str, Mapping[str, Any]],
+        took: float,
+    ) -> None:
+        from helixcode.cli.live import job_view
+
+        self.live.update(
+            job_view(summary, tasks, outputs, self.recent, took, self.pool.alive(), console.width)
+        )
+
+
+async def _report(store: Store, job_id: str, status: JobStatus, pause_reason: str | None) -> None:
+    """The summary table, the test cycle's outcome, and where the work is."""
+    from helixcode.agent.workspace import job_branch
+    from helixcode.cli.live import final_table, suite_report
+    from helixcode.cli.render import status_text
+
+    tasks = await store.list_tasks(job_id)
+    outputs = await store.task_outputs(job_id)
+    console.print(final_table(tasks, outputs, console.width))
+    if report := suite_report(tasks, outputs):
+        console.print(report)
+    console.print(
+        f"Job {job_id}: {status_text(status.value)}; its work: git log --graph {job_branch(job_id)}"
+    )
+    if pause_reason:
+        console.print(f"paused because: {pause_reason}")
 
 
 def _revived(pool: Pool, job_id: str) -> bool:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from helixcode.domain.enums import Criticality, TaskType
-from helixcode.domain.plan import JobSpec, TaskSpec
+from helixcode.domain.plan import AgentRun, JobSpec, TaskSpec
 
 __all__ = ["goal_spec"]
 
 
-def goal_spec(goal: str, name: str | None = None, workdir: str | None = None) -> JobSpec:
-    """The job `helix run GOAL` and the API's goal submissions create: ``plan`` does the rest.
+def goal_spec(
+    goal: str, name: str | None = None, workdir: str | None = None, run: AgentRun | None = None
+) -> JobSpec:
+    """The job `helix run GOAL`, the API's and MCP's goal submissions create: ``plan`` does the rest.
+    One place, so the planner is critical however the goal arrives (a plan that fails pauses the
+    job for a person); ``run`` carries the agent options (``--max-rounds``...).
 
     >>> goal_spec("add a --version flag").tasks[0].type
     <TaskType.PLANNING: 'planning'>
@@ -29,6 +33,7 @@ def goal_spec(goal: str, name: str | None = None, workdir: str | None = None) ->
                 title=first[:200],
                 description=text,
                 criticality=Criticality.CRITICAL,
+                run=run or AgentRun(),
             )
         ],
     )
