@@ -82,6 +82,10 @@ def test_a_jobs_calls_are_recorded_with_tokens_and_cost(
         one = (10 * price.input + 10 * price.output) / 1e6
     assert total["cost_usd"] == pytest.approx(one * calls)
     assert total["unpriced_calls"] == 0
+    shown = cli.json("status", job)  # what a person and a script see
+    assert shown["tokens"] == 20 * calls
+    assert shown["cost_usd"] == pytest.approx(one * calls, abs=1e-6)
+    assert "model calls" in cli("status", job).stdout
 
 
 def test_costs_by_kind() -> None:

@@ -85,6 +85,8 @@ class JobSummaryOut(JobOut):
     counts: dict[str, int]
     progress: float
     eta_seconds: float | None
+    tokens: int = Field(0, description="tokens of the job's model calls so far")
+    cost_usd: float | None = Field(None, description="USD of those calls; null when no price is known")
 
 
 class CancelOut(BaseModel):

@@ -92,6 +92,9 @@ def job_table(s: JobSummary) -> Table:
     table.add_row("progress", f"{_bar(s.progress, 24)} {s.progress:.1%}")
     if s.eta_seconds is not None:
         table.add_row("eta", f"{s.eta_seconds:.0f}s (from measured task durations)")
+    if s.tokens:
+        cost = "price unknown" if s.cost_usd is None else f"${s.cost_usd:.4f}"
+        table.add_row("model calls", f"{s.tokens:,} tokens, {cost}")
     table.add_row("workdir", mask_url(s.job.workdir) if s.job.workdir else "-")
     if s.job.description:
         table.add_row("description", s.job.description)

@@ -131,6 +131,9 @@ class JobSummary:
     counts: dict[TaskStatus, int]
     progress: float
     eta_seconds: float | None = None
+    #: Model calls so far: tokens, and USD (None when no call had a known price).
+    tokens: int = 0
+    cost_usd: float | None = None
 
     @property
     def total(self) -> int:
@@ -143,4 +146,6 @@ class JobSummary:
             "counts": {str(k): v for k, v in self.counts.items() if v},
             "progress": round(self.progress, 4),
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
+            "tokens": self.tokens,
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
         }

@@ -19,7 +19,7 @@ from helixcode.errors import NotFound
 from helixcode.store.base import DONE, TERMINAL, StoreBase, event
 from helixcode.store.database import db_now
 from helixcode.store.rows import JOB_COLUMNS, event_from_row, job_from_row, task_from_row, task_values
-from helixcode.store.tables import events, jobs, task_dependencies, tasks
+from helixcode.store.tables import events, jobs, llm_calls, task_dependencies, tasks
 
 __all__ = ["JobOps"]
 
@@ -179,14 +179,32 @@ class JobOps(StoreBase):
             counts[job_id][TaskStatus(status)] = n
             weights[job_id][0] += total or 0.0
             weights[job_id][1] += finished or 0.0
+        usage = await self._usage_of_jobs(conn, [j.id for j in job_list])
         return [
             JobSummary(
                 job=j,
                 counts=counts[j.id],
                 progress=(weights[j.id][1] / weights[j.id][0]) if weights[j.id][0] else 0.0,
+                tokens=usage.get(j.id, (0, None))[0],
+                cost_usd=usage.get(j.id, (0, None))[1],
             )
             for j in job_list
         ]
+
+    @staticmethod
+    async def _usage_of_jobs(
+        conn: AsyncConnection, job_ids: Sequence[str]
+    ) -> dict[str, tuple[int, float | None]]:
+        """Tokens and USD of each job's model calls (one grouped query for the page)."""
+        c = llm_calls.c
+        rows = await conn.execute(
+            sa.select(c.job_id, sa.func.sum(c.prompt_tokens + c.completion_tokens), sa.func.sum(c.cost_usd))
+            .where(c.job_id.in_(job_ids))
+            .group_by(c.job_id)
+        )
+        return {
+            job_id: (int(tokens or 0), None if cost is None else float(cost)) for job_id, tokens, cost in rows
+        }
 
     # -- tasks ----------------------------------------------------------------------------------
 
