@@ -172,6 +172,12 @@ class LLMSettings(_Section):
     breaker_cooldown: float = Field(default=30.0, gt=0, description="seconds before a half-open trial")
     retry_attempts: int = Field(default=2, ge=1, description="tries per candidate before falling back")
     retry_max_wait: float = Field(default=2.0, ge=0, description="longest backoff worth waiting for")
+    job_max_cost: float | None = Field(
+        default=None, gt=0, description="USD a job's model calls may cost, unless its plan says"
+    )
+    job_max_tokens: int | None = Field(
+        default=None, gt=0, description="tokens a job's model calls may use, unless its plan says"
+    )
     rate_limit_wait: float = Field(
         default=60.0,
         ge=0,

@@ -20,6 +20,7 @@ from helixcode.llm.usage import Price, call_cost
 from helixcode.store.store import Store
 from tests.acceptance.conftest import Cli
 from tests.acceptance.test_sandbox_escapes import make_repo
+from tests.integration.agent.conftest import git
 from tests.scripted_model import ScriptedModel
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("sandbox")]
@@ -102,3 +103,46 @@ def test_costs_by_kind() -> None:
     assert call_cost("ollama", "m", 1_000_000, 1_000_000, 500_000, Price(1.0, 2.0, 0.1)) == pytest.approx(
         0.5 + 0.05 + 2.0
     )
+
+
+def test_a_job_that_reaches_its_budget_pauses_and_a_raised_budget_finishes_it(
+    cli: Cli, model: ScriptedModel, tmp_path: Path
+) -> None:
+    """Each scripted call costs (10 x $2 + 10 x $6) per million tokens = $0.00008. With max_cost
+    $0.00015 the second call reaches it: the job pauses with an event naming the budget, the task's
+    next call is refused and the task handed back (not failed); resuming with a raised budget
+    continues the same conversation from its checkpoint to the end."""
+    repo = make_repo(tmp_path)
+    (cli.cwd / "helix.toml").write_text(toml(model, "in-house-7b", "price_input = 2.0\nprice_output = 6.0\n"))
+    writes = [("write_file", {"path": f"f{i}.txt", "content": f"{i}\n"}) for i in range(4)]
+    model.script("BUDGET", writes)
+    plan = {
+        "workdir": str(repo),
+        "max_cost": 0.00015,
+        "tasks": [{"id": "a", "type": "building", "title": "BUDGET", "run": {"agent": {"max_rounds": 8}}}],
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    job = cli.json("submit", str(tmp_path / "plan.json"))["id"]
+    cli("worker", "--exit-when-idle", timeout=120)
+    paused = cli.json("status", job)
+    assert paused["status"] == "paused"
+    assert paused["pause_reason"].startswith("budget reached: $0.0002 of max_cost $0.00015")
+    [task] = cli.json("tasks", job)
+    assert task["status"] == "ready"  # handed back, not failed
+    assert task["attempts"] == 1
+    events = cli.json("events", job)
+    assert [e["details"].get("budget") for e in events if e["kind"] == "paused"] == [True]
+    assert any(e["kind"] == "requeued" and "budget reached" in e["details"]["reason"] for e in events)
+    calls_before = len(model.requests)
+    assert calls_before == 2  # no call started after the budget was reached
+
+    cli("resume", job, "--raise-budget", "1")
+    cli("worker", "--exit-when-idle", timeout=120)
+    done = cli.json("status", job)
+    assert done["status"] == "succeeded"
+    assert done["max_cost"] == pytest.approx(1.00015)
+    assert done["cost_usd"] == pytest.approx(0.00008 * len(model.requests))
+    assert len(model.requests) == 5  # the four writes and finish: the conversation went on
+    for i in range(4):  # nothing lost: every write of both attempts landed on the job's branch
+        assert git(repo, "show", f"helix/{job}:f{i}.txt") == f"{i}\n"
+    assert cli.json("tasks", job)[0]["attempts"] == 2

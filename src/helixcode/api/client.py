@@ -1,4 +1,6 @@
-"""``RemoteManager``: the TaskManager methods the CLI uses, over the REST API instead of the database.
+"""``RemoteManager``: the TaskManager's methods over the REST API instead of the database.
+
+Both satisfy ``engine.protocol.JobControl``, which the CLI and ``helixcode.Client`` are written against.
 
 `helix --server URL` (or ``HELIX_SERVER``) makes the read and control commands use it, with the token
 from ``HELIX_TOKEN``. Answers become the same domain records the engine returns; problem documents
@@ -124,11 +126,15 @@ class RemoteManager:
 
     # -- the TaskManager surface ------------------------------------------------------------------
 
-    async def submit(self, spec: JobSpec, *, workdir: Path) -> Job:
-        body = {"plan": spec.model_dump(mode="json", exclude_none=True), "workdir": str(workdir)}
+    async def submit(self, spec: JobSpec, *, workdir: Path | str | None) -> Job:
+        """``workdir`` is on the server's host; ``None``: the plan's, else the server's directory."""
+        plan = spec.model_dump(mode="json", exclude_none=True)
+        body = {"plan": plan, "workdir": None if workdir is None else str(workdir)}
         return summary_from_dict(await self._call("POST", "/jobs", json=body)).job
 
-    async def submit_goal(self, goal: str, *, workdir: Path | None = None, name: str | None = None) -> Job:
+    async def submit_goal(
+        self, goal: str, *, workdir: Path | str | None = None, name: str | None = None
+    ) -> Job:
         body = {"goal": goal, "workdir": str(workdir) if workdir else None, "name": name}
         return summary_from_dict(await self._call("POST", "/jobs", json=body)).job
 
@@ -162,8 +168,20 @@ class RemoteManager:
     async def pause(self, ref: str, reason: str = "paused by request") -> str:
         return str((await self._call("POST", f"/jobs/{ref}/pause", json={"reason": reason}))["id"])
 
-    async def resume(self, ref: str, retry: Sequence[str] = (), skip: Sequence[str] = ()) -> str:
-        body = {"retry": list(retry), "skip": list(skip)}
+    async def resume(
+        self,
+        ref: str,
+        retry: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        *,
+        raise_cost: float | None = None,
+        raise_tokens: int | None = None,
+    ) -> str:
+        body: dict[str, Any] = {"retry": list(retry), "skip": list(skip)}
+        if raise_cost:
+            body["raise_cost"] = raise_cost
+        if raise_tokens:
+            body["raise_tokens"] = raise_tokens
         return str((await self._call("POST", f"/jobs/{ref}/resume", json=body))["id"])
 
     async def cancel(self, ref: str) -> int:

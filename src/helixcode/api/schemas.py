@@ -61,6 +61,8 @@ class PauseIn(_In):
 class ResumeIn(_In):
     retry: list[str] = Field(default_factory=list, max_length=1000, description="failed tasks to retry")
     skip: list[str] = Field(default_factory=list, max_length=1000, description="tasks to skip")
+    raise_cost: float | None = Field(default=None, gt=0, description="USD to add to the job's max_cost")
+    raise_tokens: int | None = Field(default=None, gt=0, description="tokens to add to the job's max_tokens")
 
 
 class TokenCreateIn(_In):
@@ -78,6 +80,8 @@ class JobOut(BaseModel):
     updated_at: float
     finished_at: float | None
     pause_reason: str | None
+    max_cost: float | None = Field(None, description="USD the job's model calls may cost before it pauses")
+    max_tokens: int | None = Field(None, description="tokens the job's model calls may use before it pauses")
 
 
 class JobSummaryOut(JobOut):

@@ -27,7 +27,7 @@ from helixcode.errors import ConfigError, HelixError, NotFound, PlanError
 
 if TYPE_CHECKING:
     from helixcode.domain.enums import JobStatus
-    from helixcode.engine.manager import TaskManager
+    from helixcode.engine.protocol import JobControl
 
 __all__ = ["app", "main"]
 
@@ -162,7 +162,7 @@ def events(
 
     from helixcode.cli.render import emit_json, event_line
 
-    async def go(manager: TaskManager) -> JobStatus | None:
+    async def go(manager: JobControl) -> JobStatus | None:
         cursor = after
         ended = False
         while True:

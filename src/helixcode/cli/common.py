@@ -11,14 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
     from helixcode.config import Settings
-    from helixcode.engine.manager import TaskManager
+    from helixcode.engine.protocol import JobControl
     from helixcode.store.store import Store
 
 __all__ = ["JsonOpt", "console", "err_console", "open_store", "run", "run_async", "state"]
@@ -76,16 +76,16 @@ async def open_store(*, upgrade: bool = True) -> Store:
     return store
 
 
-def run(fn: Callable[[TaskManager], Awaitable[T]]) -> T:
+def run(fn: Callable[[JobControl], Awaitable[T]]) -> T:
     """Open the store, run ``fn`` with a TaskManager, close the store; with a server configured, run
-    it with a ``RemoteManager`` (same methods, over the REST API) instead."""
+    it with a ``RemoteManager`` (the same ``JobControl`` protocol, over the REST API) instead."""
 
     async def go() -> T:
         if server := state.remote():
             from helixcode.api.client import RemoteManager  # lazy: only remote use needs httpx here
 
             async with RemoteManager(server, os.environ.get("HELIX_TOKEN")) as remote:
-                return await fn(cast("TaskManager", remote))
+                return await fn(remote)
         from helixcode.engine.manager import TaskManager
 
         store = await open_store()

@@ -33,9 +33,20 @@ def resume(
     skip: Annotated[
         list[str] | None, typer.Option("--skip", help="Skip this task; dependents go on.")
     ] = None,
+    raise_budget: Annotated[
+        float | None,
+        typer.Option("--raise-budget", min=0.0, help="Add this many USD to a job paused on its max_cost."),
+    ] = None,
+    raise_tokens: Annotated[
+        int | None, typer.Option("--raise-tokens", min=1, help="Add this many tokens to its max_tokens.")
+    ] = None,
 ) -> None:
-    """Resume a paused job, optionally retrying or skipping tasks first."""
-    job_id = run(lambda m: m.resume(job, retry or [], skip or []))
+    """Resume a paused job, optionally retrying or skipping tasks, or raising its budget, first."""
+    job_id = run(
+        lambda m: m.resume(
+            job, retry or [], skip or [], raise_cost=raise_budget or None, raise_tokens=raise_tokens
+        )
+    )
     console.print(f"Job {job_id} resumed.")
 
 

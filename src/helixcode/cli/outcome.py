@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from helixcode.cli.common import JsonOpt, console, err_console, run, state
+from helixcode.cli.common import JsonOpt, console, err_console, run
 from helixcode.domain.enums import JobStatus, TaskStatus
 
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from helixcode.api.client import RemoteManager
     from helixcode.domain.models import Task
     from helixcode.domain.records import AttemptRecord
-    from helixcode.engine.manager import TaskManager
+    from helixcode.engine.protocol import JobControl
 
 __all__ = [
     "EXIT_NOT_ENDED",
@@ -88,14 +87,6 @@ def output_sections(output: Mapping[str, Any]) -> list[tuple[str, str]]:
     return sections
 
 
-async def _attempts(m: TaskManager, job: str, key: str) -> tuple[Task, list[AttemptRecord]]:
-    """A task and its finished attempts, oldest first: from the API when a server is in use."""
-    if state.remote():
-        return await cast("RemoteManager", m).task_attempts(job, key)
-    task = await m.store.get_task(await m.resolve(job), key)
-    return task, await m.store.list_attempts(task.id)
-
-
 def logs(
     job: JobArg,
     task: Annotated[
@@ -121,13 +112,13 @@ def logs(
     Shell tasks show their stdout and stderr; agent and test tasks their summary and the tests' output.
     Without TASK: every failed task, or the last lines of every task that ran when none failed."""
 
-    async def go(m: TaskManager) -> tuple[bool, list[tuple[Task, list[AttemptRecord]]]]:
+    async def go(m: JobControl) -> tuple[bool, list[tuple[Task, list[AttemptRecord]]]]:
         if task is not None:
-            return True, [await _attempts(m, job, task)]
+            return True, [await m.task_attempts(job, task)]
         found = await m.tasks(job)
         failed = [t for t in found if t.status is TaskStatus.FAILED]
         chosen = failed if failed and not all_ else [t for t in found if t.attempts or t.last_error]
-        return bool(failed) and not all_, [await _attempts(m, job, t.key) for t in chosen]
+        return bool(failed) and not all_, [await m.task_attempts(job, t.key) for t in chosen]
 
     focused, found = run(go)
     if as_json:
@@ -188,7 +179,7 @@ def wait(
     passed first."""
     import asyncio
 
-    async def go(m: TaskManager) -> tuple[str, JobStatus, str | None]:
+    async def go(m: JobControl) -> tuple[str, JobStatus, str | None]:
         deadline = None if timeout is None else time.monotonic() + timeout
         told_paused = False
         while True:

@@ -26,6 +26,8 @@ class Job:
     updated_at: float
     finished_at: float | None = None
     pause_reason: str | None = None
+    max_cost: float | None = None
+    max_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -84,6 +84,12 @@ class JobSpec(_Strict):
     name: str = Field(default="job", min_length=1, max_length=200)
     description: str = ""
     workdir: str | None = Field(default=None, description="where shell tasks run; default: the CWD")
+    max_cost: float | None = Field(
+        default=None, gt=0, description="USD the job's model calls may cost before it pauses"
+    )
+    max_tokens: int | None = Field(
+        default=None, gt=0, description="tokens the job's model calls may use before it pauses"
+    )
     tasks: list[TaskSpec] = Field(min_length=1)
 
     def graph(self) -> dict[str, list[str]]:

@@ -1,4 +1,7 @@
-"""TaskManager: the facade the edges (CLI, API, MCP) call; it owns no SQL, only orchestration."""
+"""TaskManager: the facade the edges (CLI, API, MCP) call; it owns no SQL, only orchestration.
+
+It satisfies ``engine.protocol.JobControl``, as the API's ``RemoteManager`` does over HTTP.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from helixcode.domain.enums import TaskStatus
+from helixcode.domain.goals import goal_spec
 from helixcode.domain.models import Event, Job, JobSummary, Task
 from helixcode.domain.plan import JobSpec
-from helixcode.domain.records import WorkerInfo
+from helixcode.domain.records import AttemptRecord, WorkerInfo
 from helixcode.domain.splitting import choose_parts, split_balanced
-from helixcode.errors import NotFound
+from helixcode.errors import NotFound, PlanError
 from helixcode.store.store import Store
 
 __all__ = ["TaskManager", "job_workdir", "pick_worker"]
@@ -34,10 +38,18 @@ class TaskManager:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def submit(self, spec: JobSpec, *, workdir: Path | str) -> Job:
+    async def submit(self, spec: JobSpec, *, workdir: Path | str | None) -> Job:
         """Create a job from a validated plan; ``workdir`` is an absolute path where shell tasks run, or
-        the repository URL agent tasks clone (``helix run --repo URL``)."""
-        return await self.store.create_job(spec, workdir=str(workdir))
+        the repository URL agent tasks clone (``helix run --repo URL``); ``None`` keeps the plan's."""
+        return await self.store.create_job(spec, workdir=None if workdir is None else str(workdir))
+
+    async def submit_goal(self, goal: str, *, workdir: Path | str | None, name: str | None = None) -> Job:
+        """Create the job that plans ``goal`` (see ``goal_spec``), as the API's goal submission does."""
+        try:
+            spec = goal_spec(goal, name)
+        except ValueError as exc:
+            raise PlanError([f"goal: {exc}"]) from exc
+        return await self.submit(spec, workdir=workdir)
 
     async def resolve(self, ref: str) -> str:
         return await self.store.resolve_job_id(ref)
@@ -50,6 +62,11 @@ class TaskManager:
 
     async def tasks(self, ref: str, statuses: list[TaskStatus] | None = None) -> list[Task]:
         return await self.store.list_tasks(await self.resolve(ref), statuses)
+
+    async def task_attempts(self, ref: str, key: str) -> tuple[Task, list[AttemptRecord]]:
+        """A task and its finished attempts, oldest first (`helix logs`)."""
+        task = await self.store.get_task(await self.resolve(ref), key)
+        return task, await self.store.list_attempts(task.id)
 
     async def events(
         self, ref: str, after_id: int = 0, limit: int = 1000, *, settled: bool = False
@@ -64,9 +81,18 @@ class TaskManager:
         await self.store.pause_job(job_id, reason)
         return job_id
 
-    async def resume(self, ref: str, retry: Sequence[str] = (), skip: Sequence[str] = ()) -> str:
+    async def resume(
+        self,
+        ref: str,
+        retry: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        *,
+        raise_cost: float | None = None,
+        raise_tokens: int | None = None,
+    ) -> str:
+        """Resume a paused job (retrying or skipping tasks first; raising a spent budget)."""
         job_id = await self.resolve(ref)
-        await self.store.resume_job(job_id, retry, skip)
+        await self.store.resume_job(job_id, retry, skip, raise_cost=raise_cost, raise_tokens=raise_tokens)
         return job_id
 
     async def cancel(self, ref: str) -> int:

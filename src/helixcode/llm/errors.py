@@ -18,7 +18,8 @@
      │    └── MissingExtra             an optional dependency is not installed
      ├── ContextLengthExceeded        (n_prompt, n_ctx): try a model with a larger window
      ├── StreamInterrupted            failed after content was yielded; carries the partial output
-     └── NoCandidate                  no healthy model meets the requirements; ``attempts`` lists why
+     ├── NoCandidate                  no healthy model meets the requirements; ``attempts`` lists why
+     └── BudgetReached                the job's budget is spent: no new call until it is raised
 
 Every error carries ``provider`` and ``model`` where known; HTTP errors carry ``status``.
 """
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuthError",
     "BadRequest",
+    "BudgetReached",
     "ConnectionDropped",
     "ConnectionRefused",
     "ContextLengthExceeded",
@@ -171,6 +173,12 @@ class StreamInterrupted(LLMError):
     def __init__(self, partial: ChatResponse, cause: BaseException) -> None:
         self.partial = partial
         super().__init__(f"stream interrupted after {len(partial.content)} characters: {cause}")
+
+
+class BudgetReached(LLMError):
+    """The job this call is for has spent its budget (``max_cost`` / ``max_tokens``): the job is
+    paused and no new call starts until ``helix resume JOB --raise-budget``. Not the task's fault: a
+    worker hands the task back (its work is checkpointed) rather than fail it."""
 
 
 class NoCandidate(LLMError):

@@ -24,6 +24,7 @@ from typing import Self
 
 from helixcode.llm.base import ChatStream, Provider
 from helixcode.llm.errors import (
+    BudgetReached,
     ContextLengthExceeded,
     LLMError,
     NoCandidate,
@@ -282,7 +283,23 @@ class LLMManager:
                 await self._sleep(decision.delay)
                 attempt += 1
 
+    async def _within_budget(self) -> None:
+        """No new call for a job whose budget is spent (the sink knows the budgets)."""
+        if self.sink is None:
+            return
+        context = current_call_context()
+        if context.job_id is None:
+            return
+        try:
+            why = await self.sink.budget_spent(context)
+        except Exception as exc:  # the database is out of reach: the next recorded call will tell
+            log.warning("could not check the budget: %s", exc, extra={"action": "llm.budget_error"})
+            return
+        if why is not None:
+            raise BudgetReached(f"job {context.job_id}: {why}")
+
     async def _call_once(self, cand: Candidate, request: ChatRequest) -> ChatResponse:
+        await self._within_budget()
         ticket = await self._admit(cand, request)
         breaker = self.breakers[cand.provider]
         breaker.begin()
@@ -373,6 +390,7 @@ class LLMManager:
         requirements: Requirements | None,
         provider: str | None,
     ) -> AsyncGenerator[StreamEvent, None]:
+        await self._within_budget()
         queue = await self.candidates(request, requirements, provider)
         attempts: list[tuple[str, str]] = []
         while queue:

@@ -96,7 +96,11 @@ def _table_cost(provider: str, model: str, prompt: int, completion: int, cached:
 
 
 class CallSink(Protocol):
-    """Where finished calls go (the store in a worker)."""
+    """Where finished calls go (the store in a worker), and who knows the jobs' budgets."""
+
+    async def budget_spent(self, context: CallContext) -> str | None:
+        """Why no new call may start for ``context``'s job (its budget is spent), or None."""
+        ...
 
     async def record_call(
         self,

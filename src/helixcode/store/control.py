@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,8 +60,17 @@ class ControlOps(QueueOps):
             )
             await self._events(conn, [event(job_id, "paused", now, reason=reason)])
 
-    async def resume_job(self, job_id: str, retry: Sequence[str] = (), skip: Sequence[str] = ()) -> None:
-        """Resume a paused (or finished-as-failed) job, first retrying or skipping the named tasks."""
+    async def resume_job(
+        self,
+        job_id: str,
+        retry: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        *,
+        raise_cost: float | None = None,
+        raise_tokens: int | None = None,
+    ) -> None:
+        """Resume a paused (or finished-as-failed) job, first retrying or skipping the named tasks, and
+        raising its budget by ``raise_cost`` USD / ``raise_tokens`` (a job paused on its budget)."""
         async with self._write() as conn:
             now = await self._now(conn)
             job = await self._job_row(conn, job_id)
@@ -74,12 +84,28 @@ class ControlOps(QueueOps):
             skipped: list[int] = []
             for key in skip:
                 skipped.append(await self._skip_task(conn, job_id, key, now))
+            budget: dict[str, Any] = {}
+            if raise_cost:
+                budget["max_cost"] = sa.func.coalesce(jobs.c.max_cost, 0.0) + raise_cost
+            if raise_tokens:
+                budget["max_tokens"] = sa.func.coalesce(jobs.c.max_tokens, 0) + raise_tokens
             await conn.execute(
                 jobs.update()
                 .where(jobs.c.id == job_id)
-                .values(status=JobStatus.RUNNING.value, pause_reason=None, finished_at=None, updated_at=now)
+                .values(
+                    status=JobStatus.RUNNING.value,
+                    pause_reason=None,
+                    finished_at=None,
+                    updated_at=now,
+                    **budget,
+                )
             )
-            await self._events(conn, [event(job_id, "resumed", now, retry=list(retry), skip=list(skip))])
+            raised: dict[str, Any] = {"raise_cost": raise_cost} if raise_cost else {}
+            if raise_tokens:
+                raised["raise_tokens"] = raise_tokens
+            await self._events(
+                conn, [event(job_id, "resumed", now, retry=list(retry), skip=list(skip), **raised)]
+            )
             await self._unfail_downstream(conn, job_id, [*changed, *skipped], now)
             if skipped:
                 await self._after_done(conn, job_id, skipped, now)

@@ -50,6 +50,10 @@ class JobOps(StoreBase):
                     description=spec.description,
                     status=JobStatus.RUNNING.value,
                     workdir=workdir or spec.workdir,
+                    max_cost=spec.max_cost if spec.max_cost is not None else self.settings.llm.job_max_cost,
+                    max_tokens=spec.max_tokens
+                    if spec.max_tokens is not None
+                    else self.settings.llm.job_max_tokens,
                     spec=dumped,
                     created_at=now,
                     updated_at=now,

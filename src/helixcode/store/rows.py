@@ -97,6 +97,8 @@ def job_from_row(row: Mapping[Any, Any]) -> Job:
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
         pause_reason=row["pause_reason"],
+        max_cost=row.get("max_cost"),
+        max_tokens=row.get("max_tokens"),
     )
 
 

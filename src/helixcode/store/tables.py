@@ -59,6 +59,9 @@ jobs = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("updated_at", Time, nullable=False),
     sa.Column("finished_at", Time),
+    #: The budget of the job's model calls (USD, tokens): reached, the job pauses (``store.usage``).
+    sa.Column("max_cost", Time),
+    sa.Column("max_tokens", sa.BigInteger),
     sa.Index(None, "status"),
     sa.Index(None, "created_at"),
 )

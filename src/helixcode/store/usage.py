@@ -2,6 +2,12 @@
 
 One insert per finished call (a model call takes far longer than the insert); read back as tokens and
 USD per task and per job for ``helix status``, ``helix tasks`` and the API.
+
+Budgets: a job may carry ``max_cost`` (USD) and ``max_tokens``. The call that reaches one pauses the
+job in the same transaction as its record, with a ``paused`` event naming the budget (like a critical
+failure: a person decides); ``budget_spent`` then refuses every new call of the job (the worker hands
+its task back, checkpointed) until ``resume_job(..., raise_cost=..., raise_tokens=...)`` lifts it. A
+call already under way is never cut: the budget can be overrun by the calls in flight, no more.
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from helixcode.domain.enums import JobStatus
 from helixcode.llm.usage import CallContext
-from helixcode.store.base import StoreBase
-from helixcode.store.tables import llm_calls
+from helixcode.store.base import StoreBase, event
+from helixcode.store.tables import jobs, llm_calls
 
 __all__ = ["UsageOps", "UsageTotals"]
 
@@ -83,6 +91,48 @@ class UsageOps(StoreBase):
                     created_at=now,
                 )
             )
+            if context.job_id is not None:
+                await self._pause_for_budget(conn, context.job_id, now)
+
+    async def budget_spent(self, context: CallContext) -> str | None:
+        if context.job_id is None:
+            return None
+        async with self._read() as conn:
+            return await self._over_budget(conn, context.job_id)
+
+    async def _over_budget(self, conn: AsyncConnection, job_id: str) -> str | None:
+        job = (
+            await conn.execute(sa.select(jobs.c.max_cost, jobs.c.max_tokens).where(jobs.c.id == job_id))
+        ).first()
+        if job is None or (job.max_cost is None and job.max_tokens is None):
+            return None
+        c = llm_calls.c
+        spent = (
+            await conn.execute(
+                sa.select(
+                    sa.func.coalesce(sa.func.sum(c.cost_usd), 0.0),
+                    sa.func.coalesce(sa.func.sum(c.prompt_tokens + c.completion_tokens), 0),
+                ).where(c.job_id == job_id)
+            )
+        ).one()
+        cost, tokens = float(spent[0]), int(spent[1])
+        if job.max_cost is not None and cost >= job.max_cost:
+            return f"budget reached: ${cost:.4f} of max_cost ${job.max_cost:g}"
+        if job.max_tokens is not None and tokens >= job.max_tokens:
+            return f"budget reached: {tokens:,} tokens of max_tokens {job.max_tokens:,}"
+        return None
+
+    async def _pause_for_budget(self, conn: AsyncConnection, job_id: str, now: float) -> None:
+        reason = await self._over_budget(conn, job_id)
+        if reason is None:
+            return
+        paused = await conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING.value)
+            .values(status=JobStatus.PAUSED.value, pause_reason=reason, updated_at=now)
+        )
+        if paused.rowcount:
+            await self._events(conn, [event(job_id, "paused", now, reason=reason, budget=True)])
 
     async def usage_by_task(self, job_id: str) -> dict[int, UsageTotals]:
         """Each task's model calls in ``job_id``, summed (tasks without calls are absent)."""

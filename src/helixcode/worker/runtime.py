@@ -27,6 +27,7 @@ from helixcode.domain.enums import Criticality
 from helixcode.domain.models import Claim, LeaseState
 from helixcode.domain.records import WorkerInfo
 from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFailed
+from helixcode.llm.errors import BudgetReached
 from helixcode.llm.usage import CallContext, attempt_scope
 from helixcode.store.store import Store
 from helixcode.worker.acks import AckBatcher, Completion
@@ -236,6 +237,10 @@ class Worker:
             await self._report_failure(claim, exc)
         except AlreadyReported:  # the executor wrote its outcome itself (a planner that expanded)
             self.stats.succeeded += 1
+        except BudgetReached as spent:  # the job paused on its budget: hand the task back, checkpointed
+            self.stats.handed_back += 1
+            reason = str(spent)
+            await self._best_effort(lambda: self.store.hand_back(task.id, claim.token, reason))
         except LeaseLost:
             self.stats.abandoned += 1
             log.warning("lease lost", extra={"action": "task.lease_lost", "task": task.id, "worker": self.id})

@@ -60,7 +60,9 @@ async def pause(job: JobRef, manager: Manager, _: Operator, body: PauseIn | None
 @router.post("/{job}/resume", response_model=JobSummaryOut, summary="Resume a job")
 async def resume(job: JobRef, manager: Manager, _: Operator, body: ResumeIn | None = None) -> Any:
     given = body or ResumeIn()
-    job_id = await manager.resume(job, given.retry, given.skip)
+    job_id = await manager.resume(
+        job, given.retry, given.skip, raise_cost=given.raise_cost, raise_tokens=given.raise_tokens
+    )
     return (await manager.summary(job_id)).to_dict()
 
 

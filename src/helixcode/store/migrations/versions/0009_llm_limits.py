@@ -1,5 +1,5 @@
 """llm: fleet-wide limits (requests and tokens per minute, 429 cool-downs, providers known down), and
-every model call's usage and cost
+every model call's usage and cost, and jobs' budgets
 
 Revision ID: 0009
 Revises: 0008
@@ -22,6 +22,9 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("max_cost", sa.Double(), nullable=True))
+        batch_op.add_column(sa.Column("max_tokens", sa.BigInteger(), nullable=True))
     op.create_table(
         "llm_limits",
         sa.Column("provider", sa.String(length=64), nullable=False),
@@ -67,6 +70,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("max_tokens")
+        batch_op.drop_column("max_cost")
     op.drop_index(op.f("ix_llm_calls_job_id_task_id"), table_name="llm_calls")
     op.drop_table("llm_calls")
     op.drop_index(op.f("ix_llm_requests_provider_model_at"), table_name="llm_requests")
