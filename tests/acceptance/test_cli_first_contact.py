@@ -20,6 +20,7 @@ import pytest
 from helixcode import __version__
 from tests.acceptance.conftest import HELIX, Cli
 from tests.acceptance.test_cli_run import sample_repo
+from tests.helpers import free_port
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "demo.yaml"
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -245,19 +246,13 @@ def test_logs_wait_and_exit_status(cli: Cli, write_plan: Callable[[str, str], Pa
     assert "    fine" in cli("logs", fine, "a").stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 @SQLITE
 def test_logs_and_wait_through_the_server(cli: Cli, write_plan: Callable[[str, str], Path]) -> None:
     job = json.loads(cli("submit", str(write_plan("plan.yaml", SHELL_PLAN)), "--json").stdout)["id"]
     run_worker(cli, "--concurrency", "2")
     token = cli("token", "create", "--role", "viewer").stdout.strip()
-    port = _free_port()
+    port = free_port()
     server = cli.popen("serve", "--port", str(port))
     try:
         deadline = time.monotonic() + 30

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.acceptance.conftest import Cli
+from tests.helpers import free_port
 
 PLAN = """\
 name: remote
@@ -19,12 +20,6 @@ tasks:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the server's database is tested elsewhere
 def test_cli_commands_go_through_the_server(cli: Cli, write_plan) -> None:  # type: ignore[no-untyped-def]
@@ -32,7 +27,7 @@ def test_cli_commands_go_through_the_server(cli: Cli, write_plan) -> None:  # ty
     viewer = json.loads(cli("token", "create", "--role", "viewer", "--json").stdout)
     assert viewer["token"].startswith("hx_")
     assert [t["role"] for t in cli.json("token", "list")] == ["operator", "viewer"]
-    port = _free_port()
+    port = free_port()
     server = cli.popen("serve", "--port", str(port))
     try:
         deadline = time.monotonic() + 30

@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from tests.acceptance.conftest import Cli
+from tests.helpers import free_port
 from tests.integration.agent.conftest import git
 from tests.scripted_model import ScriptedModel, provider_toml
 
@@ -36,12 +37,6 @@ def model() -> Iterator[ScriptedModel]:
     server = ScriptedModel().start()
     yield server
     server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_repo(root: Path) -> Path:

@@ -20,9 +20,7 @@ from helixcode.store.store import Store
 from helixcode.store.tables import results, tasks
 from helixcode.worker.acks import AckBatcher, Completion
 from helixcode.worker.runtime import Worker, WorkerOptions
-from tests.integration.test_queue import OpenStore, event_kinds, open_store, spec, statuses, t
-
-__all__ = ["open_store"]  # the fixture, imported for this module's tests
+from tests.helpers import OpenStore, event_kinds, spec, statuses, t
 
 S = TaskStatus
 

@@ -3,82 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.models import Event, LeaseState
-from helixcode.domain.plan import JobSpec, parse_plan
 from helixcode.domain.records import WorkerInfo
 from helixcode.domain.splitting import Part, split_balanced
 from helixcode.errors import InvalidTransition, LeaseLost, SchedulerError
 from helixcode.store.store import Store
+from tests.helpers import run_to_end, spec, status_told, statuses, t
 
 S = TaskStatus
-
-
-def spec(*task_list: dict[str, Any]) -> JobSpec:
-    return parse_plan(
-        {
-            "name": "control-test",
-            "tasks": [
-                {"type": "building", "title": t["id"], "run": {"builtin": "noop"}, **t} for t in task_list
-            ],
-        }
-    )
-
-
-def t(key: str, *deps: str, **fields: Any) -> dict[str, Any]:
-    return {"id": key, "depends_on": list(deps), **fields}
-
-
-async def statuses(store: Store, job_id: str) -> dict[str, TaskStatus]:
-    return {task.key: task.status for task in await store.list_tasks(job_id)}
-
-
-async def run_to_end(store: Store, job_id: str, fail: frozenset[str] = frozenset()) -> list[str]:
-    """Claim and complete (or fail for good, for keys in ``fail``) until nothing is claimable."""
-    order: list[str] = []
-    while claims := await store.claim("runner", limit=4):
-        for c in claims:
-            assert c.task.job_id == job_id
-            order.append(c.task.key)
-            if c.task.key in fail:
-                await store.fail(c.task.id, c.token, f"{c.task.key} broke", retryable=False)
-            else:
-                await store.complete(c.task.id, c.token)
-    return order
-
-
-#: The status each event kind moves its task to (task events only).
-EVENT_STATUS = {
-    "ready": S.READY,
-    "blocked": S.BLOCKED,
-    "claimed": S.RUNNING,
-    "requeued": S.READY,
-    "retried": S.RETRYING,
-    "succeeded": S.SUCCEEDED,
-    "failed": S.FAILED,
-    "upstream_failed": S.UPSTREAM_FAILED,
-    "cancelled": S.CANCELLED,
-    "skipped": S.SKIPPED,
-    "split": S.WAITING,
-    "waiting": S.WAITING,
-    "paused": S.PAUSED,
-}
-NOT_TRANSITIONS = {"progress", "checkpoint"}
 
 
 def replay(events: list[Event]) -> dict[str, TaskStatus]:
     """Each task's status as the event log alone tells it (tasks start blocked unless a 'ready' says so)."""
     found: dict[str, TaskStatus] = {}
     for e in events:
-        if e.task_key is None or e.kind in NOT_TRANSITIONS:
-            continue
-        if e.kind == "retried" and e.details.get("by") == "request":
-            continue  # a person's retry: the 'ready' (or 'blocked') that follows says where it went
-        found[e.task_key] = EVENT_STATUS[e.kind]
+        if e.task_key is not None and (told := status_told(e)) is not None:
+            found[e.task_key] = told
     return found
 
 

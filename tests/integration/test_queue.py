@@ -10,95 +10,24 @@ import asyncio
 import dataclasses
 import itertools
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from helixcode.config import DatabaseSettings, Settings, TasksSettings
+from helixcode.config import DatabaseSettings, Settings
 from helixcode.domain.backoff import backoff_ceiling
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus
-from helixcode.domain.models import Claim, LeaseState, Task
-from helixcode.domain.plan import JobSpec, parse_plan
+from helixcode.domain.models import LeaseState, Task
 from helixcode.domain.splitting import Part
 from helixcode.errors import LeaseLost
 from helixcode.store import queue as queue_module
 from helixcode.store.queue import CheckpointTooLarge
 from helixcode.store.store import Store
-from helixcode.store.tables import results, tasks
+from helixcode.store.tables import tasks
 from helixcode.worker.wakeup import ReadyListener
+from tests.helpers import OpenStore, claim_one, event_kinds, result_rows, run_to_end, spec, statuses, t
 
 S = TaskStatus
-OpenStore = Callable[..., Awaitable[Store]]
-
-
-def spec(*task_list: dict[str, Any]) -> JobSpec:
-    """A job of ``noop`` tasks; each dict overrides the defaults."""
-    return parse_plan(
-        {
-            "name": "queue-test",
-            "tasks": [
-                {"type": "building", "title": t["id"], "run": {"builtin": "noop"}, **t} for t in task_list
-            ],
-        }
-    )
-
-
-def t(key: str, *deps: str, **fields: Any) -> dict[str, Any]:
-    return {"id": key, "depends_on": list(deps), **fields}
-
-
-async def statuses(store: Store, job_id: str) -> dict[str, TaskStatus]:
-    return {task.key: task.status for task in await store.list_tasks(job_id)}
-
-
-async def claim_one(store: Store, worker: str = "w1", caps: tuple[str, ...] = ()) -> Claim:
-    claims = await store.claim(worker, caps)
-    assert len(claims) == 1, f"expected one claim, got {claims}"
-    return claims[0]
-
-
-async def run_to_end(store: Store, job_id: str) -> list[str]:
-    """Claim and complete until nothing is claimable; returns the keys in claim order."""
-    order: list[str] = []
-    while claims := await store.claim("runner", ("gpu", "cuda")):
-        for c in claims:
-            assert c.task.job_id == job_id
-            order.append(c.task.key)
-            await store.complete(c.task.id, c.token, {"by": "runner"})
-    return order
-
-
-async def result_rows(store: Store, job_id: str) -> list[dict[str, Any]]:
-    stmt = (
-        sa.select(results, tasks.c.key)
-        .join(tasks, tasks.c.id == results.c.task_id)
-        .where(tasks.c.job_id == job_id)
-        .order_by(results.c.task_id, results.c.attempt)
-    )
-    async with store._read() as conn:
-        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
-
-
-async def event_kinds(store: Store, job_id: str, key: str) -> list[str]:
-    return [e.kind for e in await store.list_events(job_id) if e.task_key == key]
-
-
-@pytest.fixture
-async def open_store(settings: Settings) -> AsyncIterator[OpenStore]:
-    """Open another Store on the same database, with ``tasks`` settings overridden."""
-    opened: list[Store] = []
-
-    async def make(**tasks_overrides: Any) -> Store:
-        tasks_settings = TasksSettings(**{**settings.tasks.model_dump(), **tasks_overrides})
-        store = await Store.open(Settings(database=settings.database, tasks=tasks_settings))
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        await store.aclose()
 
 
 # -- readiness ----------------------------------------------------------------------------------

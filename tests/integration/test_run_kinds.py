@@ -13,19 +13,13 @@ import sqlalchemy as sa
 
 from helixcode.config import Settings, TasksSettings, WorkersSettings
 from helixcode.domain.enums import JobStatus, TaskStatus
-from helixcode.domain.plan import JobSpec, parse_plan
 from helixcode.store.store import Store
 from helixcode.store.tables import tasks
 from helixcode.worker.runtime import Worker, WorkerOptions, WorkerStats
+from tests.helpers import spec
 
 S = TaskStatus
 MODULE = "tests.python_tasks"
-
-
-def spec(*task_list: dict[str, Any]) -> JobSpec:
-    return parse_plan(
-        {"name": "kinds", "tasks": [{"type": "building", "title": t["id"], **t} for t in task_list]}
-    )
 
 
 def python(function: str, **args: Any) -> dict[str, Any]:

@@ -8,36 +8,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from helixcode.config import Settings, TasksSettings, WorkersSettings
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.models import Claim, LeaseState
-from helixcode.domain.plan import JobSpec, parse_plan
 from helixcode.store.store import Store
-from helixcode.store.tables import results, tasks
+from helixcode.store.tables import tasks
 from helixcode.worker.runtime import Worker, WorkerOptions, WorkerStats
+from tests.helpers import result_rows, spec
 
 S = TaskStatus
 MakeWorker = Callable[..., Awaitable[Worker]]
 Spawn = Callable[[Worker], "asyncio.Task[WorkerStats]"]
-
-
-def spec(*task_list: dict[str, Any]) -> JobSpec:
-    return parse_plan(
-        {"name": "runtime-test", "tasks": [{"type": "building", "title": t["id"], **t} for t in task_list]}
-    )
-
-
-async def result_rows(store: Store, job_id: str) -> list[dict[str, Any]]:
-    stmt = (
-        sa.select(results, tasks.c.key)
-        .join(tasks, tasks.c.id == results.c.task_id)
-        .where(tasks.c.job_id == job_id)
-        .order_by(results.c.task_id, results.c.attempt)
-    )
-    async with store._read() as conn:
-        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:

@@ -247,9 +247,20 @@ class AsyncClient:
         """Stop handing out the job's tasks; running ones finish."""
         return await self._after(lambda c: c.pause(job, reason))
 
-    async def resume(self, job: str, retry: Sequence[str] = (), skip: Sequence[str] = ()) -> JobSummary:
-        """Resume a paused job, retrying the ``retry`` tasks and skipping the ``skip`` ones."""
-        return await self._after(lambda c: c.resume(job, retry, skip))
+    async def resume(
+        self,
+        job: str,
+        retry: Sequence[str] = (),
+        skip: Sequence[str] = (),
+        *,
+        raise_cost: float | None = None,
+        raise_tokens: int | None = None,
+    ) -> JobSummary:
+        """Resume a paused job, retrying the ``retry`` tasks and skipping the ``skip`` ones, and adding
+        ``raise_cost`` USD / ``raise_tokens`` to a budget it reached."""
+        return await self._after(
+            lambda c: c.resume(job, retry, skip, raise_cost=raise_cost, raise_tokens=raise_tokens)
+        )
 
     async def retry_task(self, job: str, task: str) -> JobSummary:
         """Run a failed task again (its job resumes if it was paused)."""

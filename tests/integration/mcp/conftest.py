@@ -20,6 +20,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 
 from helixcode.config import DatabaseSettings, Settings
 from helixcode.store.store import Store
+from tests.helpers import free_port
 
 HELIX = shutil.which("helix", path=str(Path(sys.executable).parent)) or "helix"
 
@@ -30,12 +31,6 @@ def _env(db_url: str, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELIX_")}
     env.update({"HELIX_DATABASE_URL": db_url, "XDG_CONFIG_HOME": str(tmp_path / ".xdg")})
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -65,7 +60,7 @@ def stdio_session(db_url: str, tmp_path: Path) -> Connect:
 
 @pytest.fixture
 def http_server(db_url: str, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "mcp-http.log").open("w")
     proc = subprocess.Popen(
         [HELIX, "mcp", "--http", "--port", str(port)],
