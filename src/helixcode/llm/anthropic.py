@@ -63,6 +63,10 @@ def _content(message: Message) -> list[dict[str, Any]]:
     return blocks
 
 
+#: Anthropic's prompt-cache breakpoint marker.
+EPHEMERAL = {"type": "ephemeral"}
+
+
 def build_messages_payload(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
     """The body of ``POST /v1/messages``: system apart, tool results as user turns, adjacent turns merged."""
     system = "\n\n".join(m.content for m in request.messages if m.role == "system")
@@ -81,13 +85,16 @@ def build_messages_payload(request: ChatRequest, model: str, *, stream: bool) ->
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         "stream": stream,
     }
+    # Prompt caching: the system prompt and the tools are the stable prefix of every round of an agent's
+    # conversation; a cache breakpoint after each lets Anthropic serve them from its cache.
     if system:
-        body["system"] = system
+        body["system"] = [{"type": "text", "text": system, "cache_control": EPHEMERAL}]
     if request.tools:
         body["tools"] = [
             {"name": t.name, "description": t.description, "input_schema": t.parameters}
             for t in request.tools
         ]
+        body["tools"][-1]["cache_control"] = EPHEMERAL
         choice = request.tool_choice
         body["tool_choice"] = (
             {"type": "tool", "name": choice.name}

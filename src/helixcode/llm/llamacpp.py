@@ -161,6 +161,10 @@ class LlamaCppProvider(OpenAICompatProvider):
         body = super()._payload(request, model, stream=stream, include_usage=include_usage)
         if self.flavour == "llama-cpp-python" and request.response_schema is not None:
             body["response_format"] = {"type": "json_object", "schema": request.response_schema.schema}
+        if self.flavour == "llama.cpp":
+            # Reuse the KV cache of the prompt's unchanged prefix (an agent's system prompt, task and
+            # earlier rounds): only the new turn is evaluated.
+            body["cache_prompt"] = True
         return body
 
     async def _diagnose_empty(self, request: ChatRequest, model: str) -> LLMError:

@@ -36,7 +36,7 @@ async def test_text_and_tool_use_stream(replay: ReplayServer) -> None:
     _method, _path, body, headers = replay.requests[0]
     assert headers["x-api-key"] == "sk-ant-test"
     assert headers["anthropic-version"] == "2023-06-01"
-    assert body["system"] == "Be terse."
+    assert body["system"] == [{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}]
     assert body["tool_choice"] == {"type": "any"}
     assert body["tools"][0]["input_schema"]["properties"]["location"] == {"type": "string"}
 

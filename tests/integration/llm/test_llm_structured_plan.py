@@ -125,6 +125,7 @@ async def test_llama_server_gets_the_whole_schema_as_json_schema(replay: ReplayS
         "json_schema": {"name": "plan", "schema": plan_schema(3), "strict": True},
     }
     assert [s.id for s in result.subtasks] == ["t1"]
+    assert sent["cache_prompt"] is True  # llama-server reuses the KV cache of the prompt's prefix
 
 
 async def test_llama_cpp_python_gets_json_object_with_the_whole_schema(replay: ReplayServer) -> None:
@@ -136,6 +137,7 @@ async def test_llama_cpp_python_gets_json_object_with_the_whole_schema(replay: R
     assert llama.flavour == "llama-cpp-python"
     [sent] = replay.bodies("/v1/chat/completions")
     assert sent["response_format"] == {"type": "json_object", "schema": plan_schema(3)}
+    assert "cache_prompt" not in sent  # llama-cpp-python does not know it
     assert sent["messages"] == messages(3)
 
 

@@ -126,7 +126,9 @@ def test_ollama_capabilities_from_show() -> None:
 def test_anthropic_payload() -> None:
     req = ChatRequest([*HISTORY, Message.user("more")], tools=[TOOL], tool_choice="auto", stop=["END"])
     body = anthropic.build_messages_payload(req, "claude", stream=True)
-    assert body["system"] == "sys"
+    # the stable prefix (system prompt, tools) ends in cache breakpoints
+    assert body["system"] == [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}]
+    assert body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
     assert body["max_tokens"] == anthropic.DEFAULT_MAX_TOKENS
     roles = [m["role"] for m in body["messages"]]
     assert roles == ["user", "assistant", "user"]  # the tool result and the next user turn are merged
