@@ -115,6 +115,7 @@ def test_import_of_the_cli_loads_no_heavy_module() -> None:
 # -- environment variables ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @SQLITE
 def test_foreign_helix_variables_are_ignored_and_misspelt_keys_still_refused(cli: Cli) -> None:
     cli.env.update({"HELIX_RUNTIME": "/usr/lib/helix/runtime", "HELIX_FOO": "1", "HELIX_FOO_BAR": "2"})
@@ -131,6 +132,7 @@ def test_foreign_helix_variables_are_ignored_and_misspelt_keys_still_refused(cli
 # -- the database, found like git's repository ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_database_is_found_like_git_and_named_when_new_or_empty(
     newcomer: Cli, write_plan: Callable[[str, str], Path]
 ) -> None:
@@ -165,6 +167,7 @@ def test_a_configured_database_is_used_as_before_without_a_word(cli: Cli) -> Non
 # -- worker start | list, and the old names -------------------------------------------------------
 
 
+@pytest.mark.slow
 @SQLITE
 def test_worker_start_and_list_with_the_old_names_kept(cli: Cli) -> None:
     assert cli.json("worker", "list") == []
@@ -329,6 +332,7 @@ def test_run_on_the_embedded_model_applies_small_limits_and_says_so(cli: Cli, tm
     }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 @SQLITE
 def test_a_job_run_without_a_terminal_prints_a_line_per_status_change(

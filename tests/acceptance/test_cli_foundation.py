@@ -3,6 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.acceptance.conftest import Cli
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "demo.yaml"
@@ -16,6 +18,7 @@ tasks:
 """
 
 
+@pytest.mark.slow
 def test_submit_then_status_and_tasks(cli: Cli) -> None:
     job = cli.json("submit", str(EXAMPLE))
     assert job["name"] == "demo"
@@ -42,6 +45,7 @@ def test_submit_then_status_and_tasks(cli: Cli) -> None:
     assert [e["kind"] for e in events] == ["created", "ready"]
 
 
+@pytest.mark.slow
 def test_a_cycle_is_refused_with_the_cycle_printed_and_nothing_written(
     cli: Cli, write_plan: Callable[[str, str], Path]
 ) -> None:
@@ -51,6 +55,7 @@ def test_a_cycle_is_refused_with_the_cycle_printed_and_nothing_written(
     assert cli.json("status") == []
 
 
+@pytest.mark.slow
 def test_invalid_plans_exit_2_naming_task_and_fault(cli: Cli, write_plan: Callable[[str, str], Path]) -> None:
     bad = write_plan(
         "bad.yaml",
@@ -72,6 +77,7 @@ def test_invalid_plans_exit_2_naming_task_and_fault(cli: Cli, write_plan: Callab
     assert cli.json("status") == []
 
 
+@pytest.mark.slow
 def test_unknown_job_and_bad_config(cli: Cli) -> None:
     proc = cli("status", "nosuchjob", check=False)
     assert proc.returncode == 2
@@ -91,6 +97,7 @@ def test_config_show_masks_secrets(cli: Cli) -> None:
     assert data["tasks"]["max_attempts"] == 3
 
 
+@pytest.mark.slow
 def test_db_upgrade_and_current(cli: Cli) -> None:
     from helixcode.store.migrate import head_revision
 

@@ -348,6 +348,7 @@ tasks:
 """
 
 
+@pytest.mark.slow
 def test_split_and_follow_from_the_cli(
     cli: Cli, write_plan: Callable[[str, str], Path], tmp_path: Path
 ) -> None:

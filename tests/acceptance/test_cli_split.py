@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.acceptance.conftest import Cli
 
 PLAN = """
@@ -17,6 +19,7 @@ tasks:
 """
 
 
+@pytest.mark.slow
 def test_split_an_agent_task_from_the_cli(
     cli: Cli, write_plan: Callable[[str, str], Path], tmp_path: Path
 ) -> None:

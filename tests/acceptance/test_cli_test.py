@@ -34,6 +34,7 @@ def tiny_repo(root: Path, body: str) -> Path:
     return repo
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_cli_test_passing_tests_exit_0_with_the_counts(cli: Cli, tmp_path: Path) -> None:
     repo = tiny_repo(tmp_path, "a + b")
@@ -76,6 +77,7 @@ def test_cli_test_fails_after_its_rounds_naming_the_command(cli: Cli, tmp_path: 
     assert any(e["kind"] == "expanded" and e["task_key"] == "test" for e in events)
 
 
+@pytest.mark.slow
 def test_cli_test_without_a_test_command_is_bad_input(cli: Cli, tmp_path: Path) -> None:
     repo = tmp_path / "empty"
     repo.mkdir()

@@ -7,6 +7,8 @@ import signal
 import time
 from typing import Any
 
+import pytest
+
 from helixcode.cli.history import series, sparkline
 from tests.acceptance.conftest import Cli
 
@@ -18,6 +20,7 @@ def history(cli: Cli, ref: str) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.slow
 def test_worker_history_from_the_cli(cli: Cli) -> None:
     cli.env.update({"HELIX_TASKS_HEARTBEAT_INTERVAL": "0.3"})
     cli("db", "upgrade")

@@ -87,6 +87,7 @@ async def run_cycle(store: Store, settings: Settings, spec: JobSpec, repo: Path)
     return {t.key: t for t in await store.list_tasks(job.id)}
 
 
+@pytest.mark.slow
 async def test_agent_testcycle_passing_tests_end_the_job_at_once(
     store: Store, settings: Settings, services: AgentServices, tmp_path: Path
 ) -> None:
@@ -104,6 +105,7 @@ async def test_agent_testcycle_passing_tests_end_the_job_at_once(
     assert not (repo / ".pytest_cache").exists()  # the tests ran in a worktree, not the checkout
 
 
+@pytest.mark.slow
 async def test_agent_testcycle_without_rounds_fails_with_the_command_and_counts(
     store: Store, settings: Settings, services: AgentServices, tmp_path: Path
 ) -> None:

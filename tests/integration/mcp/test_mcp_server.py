@@ -89,6 +89,7 @@ async def _exercise(session: ClientSession) -> None:
     assert (await _call(session, "list_jobs"))["jobs"]
 
 
+@pytest.mark.slow
 async def test_stdio(stdio_session: Connect) -> None:
     async with stdio_session(None) as session:
         await _exercise(session)
