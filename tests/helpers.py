@@ -7,7 +7,8 @@ worker does::
     assert await statuses(store, job.id) == {"a": S.READY, "b": S.BLOCKED}
     assert await run_to_end(store, job.id) == ["a", "b"]
 
-Fixtures live in the ``conftest.py`` of the folder that uses them; this module holds plain functions.
+Fixtures live in the ``conftest.py`` of the folder that uses them; this module holds plain functions
+and constants.
 """
 
 from __future__ import annotations

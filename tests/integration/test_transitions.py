@@ -120,16 +120,9 @@ class Recorder:
 
     async def _task_events(self) -> dict[int, list[TaskStatus]]:
         """Each task's moves as this step's events tell them, in order."""
+        stmt = sa.select(events).where(events.c.id > self._cursor).order_by(events.c.id)
         async with self.reader._read() as conn:
-            rows = (
-                (
-                    await conn.execute(
-                        sa.select(events).where(events.c.id > self._cursor).order_by(events.c.id)
-                    )
-                )
-                .mappings()
-                .all()
-            )
+            rows = (await conn.execute(stmt)).mappings().all()
         told: dict[int, list[TaskStatus]] = {}
         for row in rows:
             self._cursor = max(self._cursor, row["id"])
@@ -149,7 +142,7 @@ class Recorder:
             path = list(told.get(task_id, []))
             if task_id in before:
                 status = before[task_id][1]
-            else:  # created by this step: ready (with its 'ready' event) or blocked
+            else:  # created by this step: ready (its first event says so) or blocked (no event)
                 status = path.pop(0) if path[:1] == [S.READY] else S.BLOCKED
             for new in path:
                 if new != status:
