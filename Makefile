@@ -25,9 +25,9 @@ test: install
 test-fast: install
 	$(BIN)/pytest tests/unit
 
-# Everything but the slow and the model-backed tests: under two minutes on 2 cores.
+# Everything but the slow and the model-backed tests, on both cores: about two minutes on 2 cores.
 test-quick: install
-	$(BIN)/pytest -m "not slow and not llm" -q
+	$(BIN)/pytest -m "not slow and not llm" -q -n 2
 
 lint: install
 	$(BIN)/ruff check src tests bench
