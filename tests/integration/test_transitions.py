@@ -55,12 +55,7 @@ DEFENSIVE: dict[Move, str] = {}
 # changes; neither is this test's to change). Empty both once it is taken.
 
 #: Moves the store makes that the table does not allow.
-MADE_BUT_NOT_IN_TABLE: dict[Move, str] = {
-    (S.FAILED, S.WAITING): (
-        "resume_job --retry/--skip of a failed part (or planned subtask), or a retry that revives a failed "
-        "split parent's parts, puts the parent back to waiting (ControlOps._unfail_parents)"
-    ),
-}
+MADE_BUT_NOT_IN_TABLE: dict[Move, str] = {}
 #: Entries of the table that no store path makes: a task is paused only for lack of capacity and only
 #: from ready (WorkerOps._degrade); pausing a job moves none of its tasks; a capacity-paused task returns
 #: to ready; only a ready or blocked task can be split; cancel_job leaves terminal tasks alone.

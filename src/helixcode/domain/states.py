@@ -20,7 +20,9 @@ TRANSITIONS: Mapping[S, frozenset[S]] = {
     S.RETRYING: frozenset({S.READY, S.PAUSED, S.CANCELLED, S.SKIPPED}),
     S.WAITING: frozenset({S.SUCCEEDED, S.FAILED, S.PAUSED, S.CANCELLED}),
     S.PAUSED: frozenset({S.READY, S.BLOCKED, S.WAITING, S.CANCELLED, S.SKIPPED}),
-    S.FAILED: frozenset({S.READY, S.SKIPPED}),
+    # failed -> waiting: a split parent (or planner) that failed through a part is waiting again when
+    # that part is retried or skipped (``resume --retry/--skip``).
+    S.FAILED: frozenset({S.READY, S.WAITING, S.SKIPPED}),
     S.UPSTREAM_FAILED: frozenset({S.BLOCKED, S.SKIPPED, S.CANCELLED}),
     S.SUCCEEDED: frozenset(),
     S.CANCELLED: frozenset(),
