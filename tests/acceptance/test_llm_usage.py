@@ -87,6 +87,14 @@ def test_a_jobs_calls_are_recorded_with_tokens_and_cost(
     assert shown["tokens"] == 20 * calls
     assert shown["cost_usd"] == pytest.approx(one * calls, abs=1e-6)
     assert "model calls" in cli("status", job).stdout
+    [listed] = cli.json("tasks", job)  # per task
+    assert listed["tokens"] == 20 * calls
+    assert listed["cost_usd"] == pytest.approx(one * calls, abs=1e-6)
+    assert "tokens" in cli("tasks", job).stdout
+    usage_events = [e for e in cli.json("events", job) if e["kind"] == "model_usage"]  # per attempt, live
+    assert [e["details"]["calls"] for e in usage_events] == [calls]
+    assert usage_events[0]["details"]["tokens"] == 20 * calls
+    assert usage_events[0]["details"]["cost_usd"] == pytest.approx(one * calls, abs=1e-6)
 
 
 def test_costs_by_kind() -> None:

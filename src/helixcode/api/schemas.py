@@ -129,6 +129,8 @@ class TaskOut(BaseModel):
     lease_expires_at: float | None
     last_error: str | None
     result: dict[str, Any] | None
+    tokens: int = Field(0, description="prompt + completion tokens of the task's model calls, all attempts")
+    cost_usd: float | None = Field(None, description="their cost in USD; null when no call had a known price")
 
 
 class EventOut(BaseModel):

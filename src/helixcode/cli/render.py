@@ -102,12 +102,19 @@ def job_table(s: JobSummary) -> Table:
 
 
 def tasks_table(tasks: Iterable[Task], title: str = "Tasks") -> Table:
+    """One row per task; the tokens and cost columns appear once any task has made a model call."""
+    tasks = list(tasks)
+    with_usage = any(t.tokens for t in tasks)
     table = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("task", "type", "status", "prio", "crit", "tries", "done"):
         table.add_column(col, no_wrap=True)
+    if with_usage:
+        table.add_column("tokens", no_wrap=True, justify="right")
+        table.add_column("cost", no_wrap=True, justify="right")
     table.add_column("title", overflow="ellipsis", no_wrap=True, max_width=32)
     table.add_column("depends on", overflow="fold")
     for t in tasks:
+        usage = [f"{t.tokens:,}" if t.tokens else "-", _cost(t)] if with_usage else []
         table.add_row(
             t.key,
             t.type.value,
@@ -116,10 +123,17 @@ def tasks_table(tasks: Iterable[Task], title: str = "Tasks") -> Table:
             t.criticality.value,
             f"{t.attempts}/{t.max_attempts}",
             f"{t.progress:.0%}",
+            *usage,
             t.title,
             ", ".join(t.depends_on) or "-",
         )
     return table
+
+
+def _cost(t: Task) -> str:
+    if not t.tokens:
+        return "-"
+    return "?" if t.cost_usd is None else f"${t.cost_usd:.4f}"
 
 
 def event_line(e: Event) -> Text:

@@ -65,6 +65,9 @@ class Task:
     lease_expires_at: float | None
     last_error: str | None
     result: dict[str, Any] | None = None
+    #: Model calls of all its attempts (filled by the engine's task listing; 0 / None elsewhere).
+    tokens: int = 0
+    cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

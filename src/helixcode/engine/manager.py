@@ -6,6 +6,7 @@ It satisfies ``engine.protocol.JobControl``, as the API's ``RemoteManager`` does
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,13 @@ class TaskManager:
         return await self.store.list_jobs(limit)
 
     async def tasks(self, ref: str, statuses: list[TaskStatus] | None = None) -> list[Task]:
-        return await self.store.list_tasks(await self.resolve(ref), statuses)
+        """The job's tasks, each with the tokens and cost of its model calls."""
+        job_id = await self.resolve(ref)
+        found = await self.store.list_tasks(job_id, statuses)
+        usage = await self.store.usage_by_task(job_id)
+        return [
+            replace(t, tokens=u.tokens, cost_usd=u.cost_usd) if (u := usage.get(t.id)) else t for t in found
+        ]
 
     async def task_attempts(self, ref: str, key: str) -> tuple[Task, list[AttemptRecord]]:
         """A task and its finished attempts, oldest first (`helix logs`)."""

@@ -472,7 +472,8 @@ class LLMManager:
     async def _persist(self, cand: Candidate, record: CallRecord) -> None:
         """Hand the call to the sink with the attempt it was made for and its cost (best effort: a
         record lost to a database outage must not fail the call)."""
-        if self.sink is None:
+        context = current_call_context()
+        if self.sink is None and context.tally is None:
             return
         usage = record.usage or Usage()
         entry = self.entries[cand.provider]
@@ -484,9 +485,13 @@ class LLMManager:
             usage.cached_tokens,
             entry.price,
         )
+        if context.tally is not None:
+            context.tally.add(usage.prompt_tokens + usage.completion_tokens, cost)
+        if self.sink is None:
+            return
         try:
             await self.sink.record_call(
-                current_call_context(),
+                context,
                 provider=record.provider,
                 model=record.model,
                 ok=record.ok,

@@ -19,17 +19,45 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["CallContext", "CallSink", "Price", "attempt_scope", "call_cost", "current_call_context"]
+__all__ = [
+    "AttemptTally",
+    "CallContext",
+    "CallSink",
+    "Price",
+    "attempt_scope",
+    "call_cost",
+    "current_call_context",
+]
+
+
+@dataclass(slots=True)
+class AttemptTally:
+    """What one attempt's calls used so far, kept in memory so that the worker can report it with the
+    attempt's outcome without reading the call records back."""
+
+    calls: int = 0
+    tokens: int = 0
+    cost_usd: float | None = None  # None until a call with a known price
+    unpriced: int = 0
+
+    def add(self, tokens: int, cost_usd: float | None) -> None:
+        self.calls += 1
+        self.tokens += tokens
+        if cost_usd is None:
+            self.unpriced += 1
+        else:
+            self.cost_usd = (self.cost_usd or 0.0) + cost_usd
 
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """The attempt a call is made for."""
+    """The attempt a call is made for (``tally`` sums its calls, when the caller wants that)."""
 
     job_id: str | None = None
     task_id: int | None = None
     attempt: int | None = None
     worker_id: str | None = None
+    tally: AttemptTally | None = None
 
 
 _NONE = CallContext()

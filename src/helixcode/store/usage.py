@@ -94,6 +94,32 @@ class UsageOps(StoreBase):
             if context.job_id is not None:
                 await self._pause_for_budget(conn, context.job_id, now)
 
+    async def record_attempt_usage(self, context: CallContext) -> None:
+        """A ``model_usage`` event with what the attempt's calls used (``context.tally``), so that the
+        event log and its followers see tokens and cost per attempt as they are spent."""
+        tally = context.tally
+        if context.job_id is None or tally is None or not tally.calls:
+            return
+        async with self._write() as conn:
+            now = await self._now(conn)
+            await self._events(
+                conn,
+                [
+                    event(
+                        context.job_id,
+                        "model_usage",
+                        now,
+                        task_id=context.task_id,
+                        attempt=context.attempt,
+                        worker_id=context.worker_id,
+                        calls=tally.calls,
+                        tokens=tally.tokens,
+                        cost_usd=tally.cost_usd,
+                        unpriced_calls=tally.unpriced,
+                    )
+                ],
+            )
+
     async def budget_spent(self, context: CallContext) -> str | None:
         if context.job_id is None:
             return None
