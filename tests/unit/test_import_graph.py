@@ -7,7 +7,8 @@ inside a function (lazy imports), under ``TYPE_CHECKING``. ``from helixcode.X im
 
 Layers, lowest first (a module's layer is its top-level package's or module's)::
 
-    0  errors, config, helixcode/__init__, domain/    pure model, settings, the exception tree
+    0  errors, config, logsetup, helixcode/__init__,  pure model, settings, the exception tree,
+       domain/                                        the logging set-up
     1  llm/                                           providers and the manager
     2  store/                                         the only SQL
     3  agent/                                         executors, tools, workspace
@@ -39,6 +40,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "helixcode"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "config": 0,
+    "logsetup": 0,
     "__init__": 0,
     "domain": 0,
     "llm": 1,

@@ -165,7 +165,7 @@ def test_a_stored_run_drops_what_its_model_no_longer_accepts_with_a_warning(
         "stored agent run: ignored items, agent.resolves.1, agent.on_limit, agent.max_round"
         " (no longer accepted)"
     )
-    assert (record.action, record.job, record.task) == ("run.lenient", "j1", "t1")  # type: ignore[attr-defined]
+    assert (record.action, record.job, record.task_key) == ("run.lenient", "j1", "t1")  # type: ignore[attr-defined]
     assert stored["agent"]["max_round"] == 3, "the row's data is not changed"
 
 

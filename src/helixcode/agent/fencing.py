@@ -48,7 +48,16 @@ def landing_fence(ctx: TaskContext, store: Store, what: str) -> Fence:
             asyncio.run_coroutine_threadsafe(store.confirm_lease(task.id, token), loop).result(FENCE_TIMEOUT)
         except LeaseLost as exc:
             reason = f"{what}: attempt {attempt} of {task.key} lost its lease; the job branch was not moved"
-            log.warning(reason, extra={"action": "landing_refused", "task": task.key, "job": task.job_id})
+            log.warning(
+                "%s",
+                reason,
+                extra={
+                    "action": "task.landing_refused",
+                    "job": task.job_id,
+                    "task": task.id,
+                    "task_key": task.key,
+                },
+            )
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(
                     store.record_refusal(task.id, token, "landing_refused", attempt, None, reason=reason),

@@ -40,13 +40,36 @@ class State:
     _settings: Settings | None = None
     #: The database line (see :func:`open_store`) is printed once per process.
     announced: bool = False
+    #: Set by the console-script entry (``app.main``): this process's logging is ours to set up, from
+    #: the settings, as soon as they load. Code that runs the app in process (tests) keeps its own.
+    owns_logging: bool = False
+    #: The level a command logs at when ``logging.level`` is not configured (see :meth:`log_level`).
+    default_log_level: str | None = None
 
     def settings(self) -> Settings:
         if self._settings is None:
             from helixcode.config import load_settings  # lazy: pydantic-settings costs start-up time
 
             self._settings = load_settings(self.config_path)
+            self._configure_logging()
         return self._settings
+
+    def log_level(self, level: str) -> None:
+        """Make ``level`` this command's default: used unless ``logging.level`` is configured (in a
+        file or ``HELIX_LOGGING_LEVEL``). ``helix worker`` logs at info, so that it shows its work."""
+        self.default_log_level = level
+        if self._settings is not None:
+            self._configure_logging()
+
+    def _configure_logging(self) -> None:
+        if not self.owns_logging or self._settings is None:
+            return
+        from helixcode.logsetup import configure_logging
+
+        chosen = self._settings.logging
+        if self.default_log_level is not None and "level" not in chosen.model_fields_set:
+            chosen = chosen.model_copy(update={"level": self.default_log_level})
+        configure_logging(chosen)
 
     def remote(self) -> str | None:
         """The REST API to use instead of the database, if any."""

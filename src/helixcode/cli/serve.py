@@ -42,6 +42,7 @@ def serve(
         host=host,
         port=port,
         log_level=settings.logging.level,
+        log_config=None,  # uvicorn's loggers use our handler (helixcode.logsetup)
         timeout_graceful_shutdown=3,
         proxy_headers=False,
     )

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -78,8 +78,11 @@ def start(
     if processes > 1:
         _pool(processes, sys.argv[1:])
         return
+    import logging
+
     from helixcode.worker.runtime import Worker, WorkerOptions  # lazy: the whole worker stack
 
+    state.log_level("info")  # a running worker shows its start and each task's outcome
     settings = state.settings()
     options = WorkerOptions(
         concurrency=concurrency or settings.workers.concurrency,
@@ -88,7 +91,7 @@ def start(
         name=name,
     )
 
-    async def go() -> dict[str, Any]:
+    async def go() -> str:
         import asyncio
 
         store = await open_store()
@@ -98,13 +101,13 @@ def start(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, w.stop)
-            stats = await w.run()
-            return {"worker": w.id, **{k: v for k, v in vars(stats).items() if k != "started"}}
+            return (await w.run()).describe(w.id)
         finally:
             await store.aclose()
 
     summary = run_async(go())
-    err_console.print(f"worker {summary.pop('worker')} stopped: {summary}", highlight=False)
+    if not logging.getLogger("helixcode.worker.runtime").isEnabledFor(logging.INFO):
+        err_console.print(summary, highlight=False)  # else the worker logged it already
 
 
 def _pool(processes: int, argv: list[str]) -> None:

@@ -144,7 +144,7 @@ def load_run(data: Any, *, job: str | None = None, task: str | None = None) -> R
                 "stored %s run: ignored %s (no longer accepted)",
                 found.name,
                 ", ".join(dropped),
-                extra={"action": "run.lenient", "job": job, "task": task, "dropped": dropped},
+                extra={"action": "run.lenient", "job": job, "task_key": task, "dropped": dropped},
             )
         return run
     assert first is not None

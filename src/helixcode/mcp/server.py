@@ -318,7 +318,12 @@ async def serve_http(settings: Settings, host: str, port: int, *, sock: Any = No
     backend = Backend(settings)
     app = build_server(backend).streamable_http_app(host=host)
     config = uvicorn.Config(
-        TokenGate(app, backend), host=host, port=port, log_level=settings.logging.level, lifespan="on"
+        TokenGate(app, backend),
+        host=host,
+        port=port,
+        log_level=settings.logging.level,
+        log_config=None,  # uvicorn's loggers use our handler (helixcode.logsetup)
+        lifespan="on",
     )
     try:
         await uvicorn.Server(config).serve(sockets=[sock] if sock is not None else None)

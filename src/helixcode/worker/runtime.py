@@ -22,13 +22,14 @@ from typing import Any
 
 from helixcode import __version__
 from helixcode.agent.executors import AlreadyReported, TaskContext, executor_for
-from helixcode.config import Settings
-from helixcode.domain.enums import Criticality
+from helixcode.config import Settings, mask_url
+from helixcode.domain.enums import Criticality, TaskStatus
 from helixcode.domain.models import Claim, LeaseState
 from helixcode.domain.records import WorkerInfo
 from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFailed
 from helixcode.llm.errors import BudgetReached
-from helixcode.llm.usage import CallContext, attempt_scope
+from helixcode.llm.usage import AttemptTally, CallContext, attempt_scope
+from helixcode.logsetup import log_fields
 from helixcode.store.store import Store
 from helixcode.worker.acks import AckBatcher, Completion
 from helixcode.worker.capabilities import detect_capabilities, llm_capabilities, sandbox_probe
@@ -74,6 +75,14 @@ class WorkerStats:
     handed_back: int = 0
     started: float = field(default_factory=time.monotonic)
 
+    def describe(self, worker: str) -> str:
+        """``worker w-1 stopped: 12 succeeded, 1 failed, 0 handed back, 0 abandoned in 34.2s``."""
+        return (
+            f"worker {worker} stopped: {self.succeeded} succeeded, {self.failed} failed, "
+            f"{self.handed_back} handed back, {self.abandoned} abandoned "
+            f"in {time.monotonic() - self.started:.1f}s"
+        )
+
 
 class Worker:
     """One worker process's runtime. ``await worker.run()``; ``worker.stop()`` drains it."""
@@ -96,6 +105,7 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        self._listener: ReadyListener | None = None
         self._acks = AckBatcher(self._ack_batch, options.concurrency) if options.batch_acks else None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -106,6 +116,23 @@ class Worker:
         self._wake.set()
 
     async def run(self) -> WorkerStats:
+        """Work until stopped (or idle, with ``exit_when_idle``); every record logged meanwhile, by its
+        loops and its tasks, names this worker."""
+        with log_fields(worker=self.id):
+            await self._run()
+        log.info(
+            "%s",
+            self.stats.describe(self.id),
+            extra={"action": "worker.stop", "worker": self.id, **self._counts()},
+        )
+        return self.stats
+
+    def _counts(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self.stats).items() if k != "started"} | {
+            "duration": round(time.monotonic() - self.stats.started, 3)
+        }
+
+    async def _run(self) -> None:
         await self.store.register_worker(
             WorkerInfo(
                 id=self.id,
@@ -118,13 +145,25 @@ class Worker:
                 concurrency=self.options.concurrency,
             )
         )
-        log.info("worker started", extra={"action": "worker.start", "worker": self.id})
+        log.info(
+            "worker started",
+            extra={
+                "action": "worker.start",
+                "worker": self.id,
+                "worker_name": self.name,
+                "concurrency": self.options.concurrency,
+                "capabilities": list(self.capabilities),
+                "sandbox": "off" if self.sandbox.mode == "off" else self.sandbox.backend or "none",
+                "database": mask_url(self.settings.database.url),
+            },
+        )
         helpers = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         if self.reaper is not None:
             helpers.append(asyncio.create_task(self.reaper.run(), name="reaper"))
-        if self.store.dialect == "postgresql":
-            listener = ReadyListener(self.settings.database.url, self._wake)
-            helpers.append(asyncio.create_task(listener.run(), name="listener"))
+        db = self.settings.database
+        if self.store.dialect == "postgresql" and db.listen:
+            self._listener = ReadyListener(db.listen_url or db.url, self._wake)
+            helpers.append(asyncio.create_task(self._listener.run(), name="listener"))
         for helper in helpers:
             helper.add_done_callback(self._helper_died)
         try:
@@ -136,7 +175,6 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             with contextlib.suppress(StoreError):
                 await self.store.deregister_worker(self.id)
-        return self.stats
 
     def _helper_died(self, task: asyncio.Task[None]) -> None:
         """A background loop must never end while the worker runs: if one crashes, stop and say why."""
@@ -151,8 +189,9 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         poll = self.settings.workers.poll_interval
-        # PostgreSQL wakes us with NOTIFY, so the poll is only a safety net; SQLite polls with backoff.
-        idle_wait = poll if self.store.dialect == "postgresql" else min(0.05, poll)
+        # While LISTEN is connected, NOTIFY wakes us and the poll is only a safety net; otherwise (SQLite,
+        # LISTEN off or down) we poll with backoff up to the poll interval.
+        idle_wait = self._first_wait(poll)
         while not self._stopping.is_set():
             free = self.options.concurrency - len(self._running)
             claims: list[Claim] = []
@@ -166,7 +205,7 @@ class Worker:
                 for claim in claims:
                     self._start(claim)
             if claims:
-                idle_wait = poll if self.store.dialect == "postgresql" else min(0.05, poll)
+                idle_wait = self._first_wait(poll)
                 continue
             if (
                 self.options.exit_when_idle
@@ -179,8 +218,11 @@ class Worker:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), idle_wait)
-            if self.store.dialect != "postgresql":
-                idle_wait = min(idle_wait * 2, poll)
+            idle_wait = min(idle_wait * 2, poll)
+
+    def _first_wait(self, poll: float) -> float:
+        listening = self._listener is not None and self._listener.connected.is_set()
+        return poll if listening else min(0.05, poll)
 
     async def _guarded(self, coro: Any, fallback: Any) -> Any:
         """Database trouble must not kill the worker: log it, and let the next loop retry."""
@@ -204,6 +246,35 @@ class Worker:
     # -- running one task -----------------------------------------------------------------------
 
     async def _execute(self, claim: Claim) -> None:
+        """Run one attempt; everything logged meanwhile (model calls too) names its job and task."""
+        with log_fields(job=claim.task.job_id, task=claim.task.id):
+            await self._attempt(claim, time.monotonic())
+
+    def _outcome(
+        self, claim: Claim, outcome: str, started: float, level: int = logging.INFO, **more: Any
+    ) -> None:
+        """The one line that says how an attempt ended, and how long it took."""
+        if not log.isEnabledFor(level):
+            return
+        task = claim.task
+        log.log(
+            level,
+            "task %s %s",
+            task.key,
+            outcome.replace("_", " "),
+            extra={
+                "action": f"task.{outcome}",
+                "job": task.job_id,
+                "task": task.id,
+                "task_key": task.key,
+                "attempt": claim.attempt,
+                "worker": self.id,
+                "duration": round(time.monotonic() - started, 3),
+                **more,
+            },
+        )
+
+    async def _attempt(self, claim: Claim, started: float) -> None:
         task = claim.task
         ctx = TaskContext(
             claim=claim,
@@ -216,13 +287,18 @@ class Worker:
             ),
         )
         deadline = asyncio.timeout(task.timeout)
-        calls_for = CallContext(task.job_id, task.id, claim.attempt, self.id)  # its model calls' record
+        # Its model calls' record, and their sum for a ``model_usage`` event when the attempt ends.
+        calls_for = CallContext(task.job_id, task.id, claim.attempt, self.id, AttemptTally())
         try:
             with attempt_scope(calls_for):
-                async with deadline:
-                    output = await executor_for(task.run).execute(ctx)
+                try:
+                    async with deadline:
+                        output = await executor_for(task.run).execute(ctx)
+                finally:
+                    if calls_for.tally and calls_for.tally.calls:
+                        await self._best_effort(lambda: self.store.record_attempt_usage(calls_for))
         except asyncio.CancelledError:
-            await self._after_cancel(claim)
+            await self._after_cancel(claim, started)
             raise
         except TimeoutError as exc:
             # The task's own timeout, or a timeout inside the executor (a git command, a model call):
@@ -232,21 +308,26 @@ class Worker:
                 if deadline.expired()
                 else f"timed out: {exc or 'TimeoutError'}"
             )
-            await self._report_failure(claim, TaskFailed(why))
+            await self._report_failure(claim, TaskFailed(why), started)
         except TaskFailed as exc:
-            await self._report_failure(claim, exc)
+            await self._report_failure(claim, exc, started)
         except AlreadyReported:  # the executor wrote its outcome itself (a planner that expanded)
             self.stats.succeeded += 1
+            self._outcome(claim, "succeeded", started)
         except BudgetReached as spent:  # the job paused on its budget: hand the task back, checkpointed
             self.stats.handed_back += 1
             reason = str(spent)
             await self._best_effort(lambda: self.store.hand_back(task.id, claim.token, reason))
+            self._outcome(claim, "handed_back", started, reason=reason)
         except LeaseLost:
             self.stats.abandoned += 1
-            log.warning("lease lost", extra={"action": "task.lease_lost", "task": task.id, "worker": self.id})
+            self._outcome(claim, "lease_lost", started, logging.WARNING)
         except Exception as exc:  # an executor bug must fail the attempt, not the worker
-            log.exception("executor crashed", extra={"action": "task.crash", "task": task.id})
-            await self._report_failure(claim, TaskFailed(f"{type(exc).__name__}: {exc}"))
+            log.exception(
+                "executor crashed",
+                extra={"action": "task.crash", "job": task.job_id, "task": task.id, "worker": self.id},
+            )
+            await self._report_failure(claim, TaskFailed(f"{type(exc).__name__}: {exc}"), started)
         else:
             self._recording(task.id)
             try:
@@ -271,8 +352,10 @@ class Worker:
                     for follow in nxt:
                         self._start(follow)
                 self.stats.succeeded += 1
+                self._outcome(claim, "succeeded", started)
             except LeaseLost:
                 self.stats.abandoned += 1
+                self._outcome(claim, "lease_lost", started, logging.WARNING)
 
     def _recording(self, task_id: int) -> None:
         if entry := self._running.get(task_id):
@@ -293,17 +376,20 @@ class Worker:
             self._start(follow)
         return refused
 
-    async def _report_failure(self, claim: Claim, exc: TaskFailed) -> None:
+    async def _report_failure(self, claim: Claim, exc: TaskFailed, started: float) -> None:
         self._recording(claim.task.id)
         try:
-            await self._persist(
+            status = await self._persist(
                 lambda: self.store.fail(
                     claim.task.id, claim.token, str(exc), retryable=exc.retryable, output=exc.output
                 )
             )
             self.stats.failed += 1
+            outcome = "retried" if status is TaskStatus.RETRYING else "failed"
+            self._outcome(claim, outcome, started, error=str(exc)[:500])
         except LeaseLost:
             self.stats.abandoned += 1
+            self._outcome(claim, "lease_lost", started, logging.WARNING)
 
     async def _persist(self, write: Callable[[], Awaitable[Any]]) -> Any:
         """A write that must not be lost: retry while the database is unreachable. Fencing decides what
@@ -324,15 +410,20 @@ class Worker:
         except DatabaseUnavailable:
             log.info("progress dropped: database unavailable", extra={"action": "worker.progress_dropped"})
 
-    async def _after_cancel(self, claim: Claim) -> None:
+    async def _after_cancel(self, claim: Claim, started: float) -> None:
         entry = self._running.get(claim.task.id)
         reason = entry.stop_reason if entry else None
         if reason == "drain":
             with contextlib.suppress(LeaseLost, StoreError):
                 await self.store.hand_back(claim.task.id, claim.token, "worker stopping")
                 self.stats.handed_back += 1
+                self._outcome(claim, "handed_back", started, reason="worker stopping")
         else:
             self.stats.abandoned += 1
+            if reason == LeaseState.LOST:
+                self._outcome(claim, "lease_lost", started, logging.WARNING)
+            else:  # its job was cancelled, or the worker itself was
+                self._outcome(claim, "cancelled" if reason == LeaseState.CANCELLED else "abandoned", started)
 
     # -- heartbeats -----------------------------------------------------------------------------
 
