@@ -84,7 +84,24 @@ class DatabaseSettings(_Section):
         description="SQLAlchemy URL: sqlite+aiosqlite:///PATH or postgresql+psycopg://USER@HOST/DB",
     )
     pool_size: int = Field(
-        default=5, ge=1, le=200, description="PostgreSQL connections kept per pool (a process has two)"
+        default=1,
+        ge=1,
+        le=200,
+        description="PostgreSQL: connections a process keeps for statements (a worker's LISTEN adds one)",
+    )
+    pool_overflow: int = Field(
+        default=0, ge=0, le=200, description="PostgreSQL: extra connections opened under load, closed after"
+    )
+    listen: bool = Field(
+        default=True, description="PostgreSQL: wake idle workers with LISTEN/NOTIFY (polling is the fallback)"
+    )
+    listen_url: str | None = Field(
+        default=None,
+        description="PostgreSQL: a direct URL for LISTEN when `url` goes through a transaction-mode pooler",
+    )
+    prepared_statements: bool = Field(
+        default=True,
+        description="PostgreSQL: server-side prepared statements (off behind PgBouncer < 1.21)",
     )
     busy_timeout_ms: int = Field(default=10_000, ge=0, description="SQLite: wait this long on a lock")
     echo: bool = Field(default=False, description="log every SQL statement")
@@ -125,6 +142,21 @@ class WorkersSettings(_Section):
         min_length=1,
         description="where the worker keeps its clones of remote repositories (relative: to its directory)",
     )
+
+
+class RetentionSettings(_Section):
+    """How long finished work is kept. The reaper's leader prunes in small batches every ``interval``;
+    ``helix db prune`` does the same at once. 0 keeps that kind of record for ever."""
+
+    jobs_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="finished jobs (with their tasks, results, events, calls) kept this long",
+    )
+    events_days: float = Field(default=30.0, ge=0, description="events of any job kept this long")
+    workers_days: float = Field(default=7.0, ge=0, description="stopped and lost workers listed this long")
+    interval: float = Field(default=300.0, gt=0, description="seconds between the reaper's pruning passes")
+    batch: int = Field(default=1000, ge=10, le=100_000, description="rows deleted per statement")
 
 
 class ProviderSettings(_Section):
@@ -295,6 +327,7 @@ class Settings(BaseSettings):
     mcp: McpSettings = Field(default_factory=McpSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @classmethod
     def settings_customise_sources(

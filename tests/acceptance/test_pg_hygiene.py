@@ -1,6 +1,7 @@
 """PostgreSQL stays healthy under a fleet: no HelixCode connection sits in a transaction, the fleet keeps
-working with ``idle_in_transaction_session_timeout`` set on the database, and VACUUM can remove the
-dead rows of finished work while workers run.
+working with ``idle_in_transaction_session_timeout`` set on the database, VACUUM can remove the dead
+rows of finished work while workers run, and a worker process holds at most two connections (one
+pooled for statements, one for LISTEN) whatever its ``--concurrency``.
 
 Two real ``helix worker`` processes drain a graph of no-op tasks and then stay idle; a sampler reads
 ``pg_stat_activity`` for the test's database every 50 ms the whole time.
@@ -34,6 +35,7 @@ class Sampler(threading.Thread):
         self.dbname = dbname
         self.longest = 0.0
         self.samples = 0
+        self.connections: dict[str, int] = {}  # the most seen at once, by application_name
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -46,6 +48,13 @@ class Sampler(threading.Thread):
                     (self.dbname,),
                 ).fetchall()
                 self.longest = max([self.longest, *(float(r[0]) for r in rows)])
+                counts = conn.execute(
+                    "SELECT application_name, count(*) FROM pg_stat_activity "
+                    "WHERE datname = %s GROUP BY application_name",
+                    (self.dbname,),
+                ).fetchall()
+                for name, count in counts:
+                    self.connections[name] = max(self.connections.get(name, 0), int(count))
                 self.samples += 1
                 time.sleep(0.05)
 
@@ -80,7 +89,7 @@ def test_no_connection_stays_in_a_transaction_and_vacuum_keeps_up(
         admin.execute(f"ALTER DATABASE {dbname} SET idle_in_transaction_session_timeout = '5s'")
     sampler = Sampler(dbname)
     sampler.start()
-    workers = [cli.popen("worker", "--concurrency", "4") for _ in range(2)]
+    workers = [cli.popen("worker", "--concurrency", "8") for _ in range(2)]
     try:
         first = drain(cli, tmp_path, "first", 400)
         wait_done(cli, first)
@@ -101,6 +110,11 @@ def test_no_connection_stays_in_a_transaction_and_vacuum_keeps_up(
         sampler.stop.set()
         sampler.join()
     assert sampler.samples > 100
+    # The connection budget: one pooled connection for statements plus LISTEN, during the drains
+    # and while idle, with eight tasks at a time in each process.
+    held = {pid: sampler.connections.get(f"helixcode:{pid}", 0) for pid in (w.pid for w in workers)}
+    assert all(count >= 1 for count in held.values()), (held, sampler.connections)
+    assert max(held.values()) <= 2, f"connections per worker process: {held}"
     assert sampler.longest < 3.0, f"a connection sat in a transaction for {sampler.longest:.1f}s"
     assert dead is not None
     assert dead[0] == 0

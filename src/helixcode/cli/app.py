@@ -79,6 +79,7 @@ def _root(
     state.config_path = config
     state.server = server
     state._settings = None
+    state.default_log_level = None
 
 
 # -- jobs ---------------------------------------------------------------------------------------
@@ -261,6 +262,37 @@ def db_current() -> None:
     console.print(f"revision {run_async(go()) or '(empty)'}; head {migrate.head_revision()}")
 
 
+@db_app.command("prune")
+def db_prune(
+    jobs_days: Annotated[
+        float | None,
+        typer.Option(help="Finished jobs older than this many days go (default: retention.jobs_days)."),
+    ] = None,
+    events_days: Annotated[
+        float | None,
+        typer.Option(help="Events older than this many days go (default: retention.events_days)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete finished work the retention policy no longer keeps, now, in small batches (the reaper
+    does the same every retention.interval)."""
+    from helixcode.cli.render import emit_json
+
+    async def go() -> dict[str, int | bool]:
+        store = await open_store()
+        try:
+            return (await store.prune(jobs_days=jobs_days, events_days=events_days)).to_dict()
+        finally:
+            await store.aclose()
+
+    pruned = run_async(go())
+    if as_json:
+        emit_json(console, pruned)
+    else:
+        kinds = ", ".join(f"{n:,} {kind.replace('_', ' ')}" for kind, n in pruned.items() if kind != "more")
+        console.print(f"Pruned {kinds}.")
+
+
 def _register() -> None:
     """Every command, in the order `helix --help` lists them (a panel shows where its first command is;
     command groups such as `worker`, `config` and `token` follow the commands of their panel)."""
@@ -282,7 +314,9 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry: map HelixCode errors to messages and exit codes."""
+    """Console-script entry: map HelixCode errors to messages and exit codes. The process's logging
+    is set up from the settings when a command first loads them (``cli.common.State``)."""
+    state.owns_logging = True
     try:
         app()
     except (PlanError, ConfigError, NotFound) as exc:

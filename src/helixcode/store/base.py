@@ -52,6 +52,15 @@ def _translate(exc: sa.exc.DBAPIError) -> StoreError:
     return StoreError(f"database error: {exc.orig}")
 
 
+async def _abandon(conn: AsyncConnection) -> None:
+    """Roll back an explicit transaction that raised; a connection that cannot even do that (it
+    dropped, or the task was cancelled mid-way) is discarded rather than returned to the pool."""
+    try:
+        await asyncio.shield(conn.exec_driver_sql("ROLLBACK"))
+    except BaseException:
+        await conn.invalidate()
+
+
 def unfinished(status: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
     """``status NOT IN (<terminal states>)`` written into the SQL: a bound list would be expanded on
     every execution of a prepared hot-path statement, and only these constants match the predicate of
@@ -109,11 +118,8 @@ class StoreBase:
         self.engine = engine
         self.settings = settings
         self._writer = engine.execution_options(**{WRITE: True})
-        # Its own pool of connections that stay in autocommit: as an execution option on the shared pool,
-        # every checkout and checkin switched the connection's mode back and forth.
-        self._autocommit = (
-            create_engine(settings.database, autocommit=True) if engine.dialect.name == "postgresql" else None
-        )
+        # PostgreSQL's pool is in autocommit (``database.create_engine``): transactions are explicit.
+        self._explicit_tx = engine.dialect.name == "postgresql"
         self._workdir_cache: dict[str, str | None] = {}
         # SQLite allows one writer: queue this process's writers here instead of in SQLite's busy handler,
         # which sleeps in growing steps. Other processes still meet the busy timeout.
@@ -137,8 +143,6 @@ class StoreBase:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
-        if self._autocommit is not None:
-            await self._autocommit.dispose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -172,6 +176,8 @@ class StoreBase:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads. On PostgreSQL each statement runs on its own (autocommit, READ
+        COMMITTED as before: a transaction around reads would add two round trips and no consistency)."""
         try:
             async with self.engine.connect() as conn:
                 yield conn
@@ -180,10 +186,22 @@ class StoreBase:
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL an explicit ``BEGIN`` on the
+        pool's autocommit connection, committed when the block ends and rolled back when it raises."""
         async with self._write_lock or contextlib.nullcontext():
             try:
-                async with self._writer.begin() as conn:
-                    yield conn
+                if not self._explicit_tx:
+                    async with self._writer.begin() as conn:
+                        yield conn
+                    return
+                async with self.engine.connect() as conn:
+                    await conn.exec_driver_sql("BEGIN")
+                    try:
+                        yield conn
+                    except BaseException:
+                        await _abandon(conn)
+                        raise
+                    await conn.exec_driver_sql("COMMIT")
             except sa.exc.DBAPIError as exc:
                 raise _translate(exc) from exc
 
@@ -192,12 +210,12 @@ class StoreBase:
         """For a write that is one statement (data-modifying CTEs included), so atomic on its own. On
         PostgreSQL it runs in autocommit: no BEGIN and COMMIT round trips on the hot path. On SQLite it
         is an ordinary write transaction (the ``BEGIN IMMEDIATE`` lock is what orders writers)."""
-        if self._autocommit is None:
+        if not self._explicit_tx:
             async with self._write() as conn:
                 yield conn
             return
         try:
-            async with self._autocommit.connect() as conn:
+            async with self.engine.connect() as conn:
                 yield conn
         except sa.exc.DBAPIError as exc:
             raise _translate(exc) from exc

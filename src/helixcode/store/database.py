@@ -8,6 +8,7 @@ once). This is SQLAlchemy's documented recipe for pysqlite/aiosqlite.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,16 @@ from sqlalchemy.sql.functions import FunctionElement
 from helixcode.config import DatabaseSettings
 from helixcode.errors import ConfigError
 
-__all__ = ["WRITE", "create_engine", "db_now", "is_postgres", "is_sqlite", "sqlite_path"]
+__all__ = [
+    "WRITE",
+    "application_name",
+    "create_engine",
+    "db_now",
+    "is_postgres",
+    "is_sqlite",
+    "sqlite_path",
+    "transactional",
+]
 
 #: Execution option that marks a connection's transactions as writes (``BEGIN IMMEDIATE`` on SQLite).
 WRITE = "helix_write"
@@ -71,9 +81,14 @@ def _normalise(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(settings: DatabaseSettings, *, autocommit: bool = False) -> AsyncEngine:
-    """An async engine for ``settings.url``; the SQLite file's folder is created if needed. With
-    ``autocommit`` (PostgreSQL), its connections run every statement in its own transaction."""
+def create_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """An async engine for ``settings.url``; the SQLite file's folder is created if needed.
+
+    PostgreSQL: one small pool per process (``pool_size``, default 1: the connection budget does not
+    grow with a worker's concurrency) whose connections stay in autocommit. A single statement is then
+    one round trip; a transaction is an explicit ``BEGIN`` ... ``COMMIT`` (``StoreBase._write``), so no
+    connection ever sits idle in a transaction between uses, and a transaction-mode PgBouncer can hand
+    the server connection on between statements."""
     try:
         url = _normalise(settings.url)
     except sa.exc.ArgumentError as exc:
@@ -90,14 +105,35 @@ def create_engine(settings: DatabaseSettings, *, autocommit: bool = False) -> As
     return create_async_engine(
         url,
         echo=settings.echo,
-        # An autocommit connection never holds a transaction open, so nothing needs rolling back when
-        # it goes back to the pool.
-        **({"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}),
+        isolation_level="AUTOCOMMIT",
+        # On check-in psycopg's rollback() looks at the server's transaction status and sends nothing
+        # when idle, so this costs no round trip; it only ends a transaction an error path left open.
+        pool_reset_on_return="rollback",
         pool_size=settings.pool_size,
-        max_overflow=settings.pool_size,
+        max_overflow=settings.pool_overflow,
+        # psycopg prepares a statement server-side after five executions; PgBouncer before 1.21 in
+        # transaction mode cannot follow that, so it can be turned off.
+        connect_args={
+            "application_name": application_name(),
+            **({} if settings.prepared_statements else {"prepare_threshold": None}),
+        },
         # No pre-ping: it costs a round trip per checkout on the hot path. A dropped connection fails its
         # statement as DatabaseUnavailable, SQLAlchemy discards the pool, and the caller retries.
     )
+
+
+def application_name() -> str:
+    """How this process's connections show in ``pg_stat_activity``: an operator (and the connection
+    budget's test) can tell whose they are."""
+    return f"helixcode:{os.getpid()}"
+
+
+def transactional(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` with real transactions for ``begin()`` (migrations, rare multi-statement work): on
+    PostgreSQL the pool's connections are in autocommit, so this switches the one checked out."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="READ COMMITTED")
+    return engine
 
 
 def _sqlite_events(engine: AsyncEngine, busy_timeout_ms: int) -> None:

@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from helixcode.store.database import WRITE
+from helixcode.store.database import WRITE, transactional
 
 __all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "upgrade"]
 
@@ -55,10 +55,10 @@ def _run(sync_conn: sa.Connection, action: str, revision: str) -> None:
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the schema to ``revision``; a no-op when it is there already."""
-    async with engine.execution_options(**{WRITE: True}).begin() as conn:
+    async with transactional(engine).execution_options(**{WRITE: True}).begin() as conn:
         await conn.run_sync(_run, "upgrade", revision)
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    async with engine.execution_options(**{WRITE: True}).begin() as conn:
+    async with transactional(engine).execution_options(**{WRITE: True}).begin() as conn:
         await conn.run_sync(_run, "downgrade", revision)

@@ -13,6 +13,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from helixcode.store.base import READY_CHANNEL
+from helixcode.store.database import application_name
 
 __all__ = ["ReadyListener", "libpq_dsn"]
 
@@ -34,7 +35,9 @@ class ReadyListener:
         delay = 0.1
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self.dsn, autocommit=True, application_name=application_name()
+                ) as conn:
                     await conn.execute(f"LISTEN {READY_CHANNEL}")
                     self.connected.set()
                     delay = 0.1
