@@ -226,6 +226,16 @@ def _conversation(rounds: int, status_line: bool) -> list[object]:
     return messages
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    with path.open("rb") as log:
+        log.seek(offset)
+        return log.read()
+
+
 async def _evaluated_per_round(url: str, log_path: Path, status_line: bool) -> list[int]:
     """Prompt tokens the server evaluated for each round's request (the rest came from its prompt
     cache), read from the server's own log: a prefix hit says how many remained; no hit, all of them."""
@@ -242,11 +252,9 @@ async def _evaluated_per_round(url: str, log_path: Path, status_line: bool) -> l
                 temperature=0.0,
                 seed=1,
             )
-            before = log_path.stat().st_size
+            before = _size(log_path)
             reply = await manager.chat(request)  # type: ignore[attr-defined]
-            with log_path.open("rb") as log:
-                log.seek(before)
-                hits = _PREFIX_HIT.findall(log.read())
+            hits = _PREFIX_HIT.findall(_read_from(log_path, before))
             evaluated.append(int(hits[-1]) if hits else reply.usage.prompt_tokens)
     finally:
         await manager.aclose()  # type: ignore[attr-defined]
