@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -254,3 +256,31 @@ async def test_a_lost_lease_stops_an_executing_attempt_but_not_one_writing_its_o
     assert not done_runner.cancelled()
     assert worker.stats.succeeded == 1
     assert worker.stats.abandoned == 1
+
+
+async def test_a_workdir_missing_on_this_host_is_retried_not_failed(
+    store: Store,
+    make_worker: MakeWorker,
+    spawn: Callable[[Worker], asyncio.Task[WorkerStats]],
+    tmp_path: Path,
+) -> None:
+    """The job's folder lives on another host: this worker's attempt fails with a message naming the
+    folder and the host, and the task is retried (a worker that has the folder then runs it)."""
+    elsewhere = tmp_path / "only-on-another-host"
+    job = await store.create_job(
+        spec({"id": "sh", "run": {"shell": "pwd"}, "max_attempts": 20}), workdir=str(elsewhere)
+    )
+    here = await make_worker(backoff_base=0.2, backoff_cap=0.2)
+    running = spawn(here)
+    async with asyncio.timeout(20):
+        while (task := await store.get_task(job.id, "sh")).failures < 1:
+            await asyncio.sleep(0.02)
+    here.stop()
+    await running
+    assert task.status is S.RETRYING, "a host without the folder does not fail the task"
+    assert f"{elsewhere} does not exist on host {socket.gethostname()}" in (task.last_error or "")
+    elsewhere.mkdir()  # "another host", one with the folder, claims it
+    await run_worker(await make_worker(backoff_base=0.2, backoff_cap=0.2))
+    task = await store.get_task(job.id, "sh")
+    assert task.status is S.SUCCEEDED
+    assert (await store.task_outputs(job.id))["sh"]["stdout"].strip() == str(elsewhere)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,13 @@ class ShellExecutor:
             env = self._env(ctx, run, Path(scratch))
             cwd = ctx.workdir if ctx.workdir and os.path.isdir(ctx.workdir) else None  # noqa: ASYNC240
             if ctx.workdir and cwd is None:
-                raise TaskFailed(f"working directory {ctx.workdir} does not exist", retryable=False)
+                # A fault of this host, not of the task: another worker (a host with the folder) may
+                # run it, so the attempt is retried with backoff like any other failure.
+                raise TaskFailed(
+                    f"working directory {ctx.workdir} does not exist on host {socket.gethostname()}; "
+                    "the task is retried, on a worker that has it if one claims it first "
+                    "(route it with `requires` to be sure)"
+                )
             proc = await asyncio.create_subprocess_shell(
                 run.shell,
                 cwd=cwd,
