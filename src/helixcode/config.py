@@ -130,6 +130,11 @@ class WorkersSettings(_Section):
     concurrency: int = Field(default=2, ge=1, le=256, description="tasks run at once per process")
     capabilities: list[str] = Field(default_factory=list, description="labels added to detected ones")
     poll_interval: float = Field(default=1.0, gt=0, description="seconds between claims when idle")
+    listen_poll_interval: float = Field(
+        default=10.0,
+        gt=0,
+        description="PostgreSQL: longest wait between idle claims while LISTEN is connected",
+    )
     lost_after: float = Field(default=30.0, gt=0, description="a worker silent this long is lost")
     drain_timeout: float = Field(default=30.0, ge=0, description="seconds to finish tasks on SIGTERM")
     capacity_floor: int = Field(default=0, ge=0, description="healthy worker slots below which to degrade")

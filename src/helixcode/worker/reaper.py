@@ -38,11 +38,19 @@ class Reaper:
         self.last: Maintenance | None = None
         self._next_prune = 0.0  # monotonic time of the next pruning pass
 
+    @property
+    def standby_interval(self) -> float:
+        """How often a worker that does not lead checks the leader's lease: a fleet of standbys must
+        not cost the database a query each per second. A dead leader's lease lapses after ``3 x
+        interval``; a standby takes over within this much more, well inside a task lease (maintenance
+        requeues expired task leases, which live ``tasks.lease_ttl``)."""
+        return max(self.interval, min(self.store.settings.tasks.lease_ttl / 4, 10.0))
+
     async def run(self) -> None:
         try:
             while True:
                 await self.tick()
-                await asyncio.sleep(self.interval)
+                await asyncio.sleep(self.interval if self.leading else self.standby_interval)
         finally:
             with contextlib.suppress(Exception):
                 await self.lock.release()

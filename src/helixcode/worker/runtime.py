@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -106,6 +107,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._listener: ReadyListener | None = None
+        self._work_started = asyncio.Event()  # the idle heartbeat's early wake-up
         self._acks = AckBatcher(self._ack_batch, options.concurrency) if options.batch_acks else None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -218,11 +220,18 @@ class Worker:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), idle_wait)
-            idle_wait = min(idle_wait * 2, poll)
+            idle_wait = min(idle_wait * 2, self._longest_wait(poll))
 
     def _first_wait(self, poll: float) -> float:
-        listening = self._listener is not None and self._listener.connected.is_set()
-        return poll if listening else min(0.05, poll)
+        return poll if self._listening() else min(0.05, poll)
+
+    def _listening(self) -> bool:
+        return self._listener is not None and self._listener.connected.is_set()
+
+    def _longest_wait(self, poll: float) -> float:
+        """While LISTEN is connected every wake-up comes by NOTIFY (due retries too: the reaper's
+        leader makes them ready with a ``ready`` event), so the safety-net poll backs off further."""
+        return max(poll, self.settings.workers.listen_poll_interval) if self._listening() else poll
 
     async def _guarded(self, coro: Any, fallback: Any) -> Any:
         """Database trouble must not kill the worker: log it, and let the next loop retry."""
@@ -235,6 +244,7 @@ class Worker:
 
     def _start(self, claim: Claim) -> None:
         self.stats.claimed += 1
+        self._work_started.set()
         runner = asyncio.create_task(self._execute(claim), name=f"task-{claim.task.id}")
         self._running[claim.task.id] = _Running(claim, runner)
         runner.add_done_callback(functools.partial(self._finished, claim.task.id))
@@ -428,9 +438,22 @@ class Worker:
     # -- heartbeats -----------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
+        """Renew leases every ``heartbeat_interval`` while tasks run; idle, only say that the worker
+        lives, every third of ``lost_after`` (a task that starts meanwhile brings the next beat
+        forward). The first beat comes after a random part of the interval, so a fleet started
+        together does not beat in step."""
         interval = self.settings.tasks.heartbeat_interval
+        idle = max(interval, self.settings.workers.lost_after / 3)
+        await asyncio.sleep(random.uniform(0, interval))
         while True:
-            await asyncio.sleep(interval)
+            if self._running:
+                await asyncio.sleep(interval)
+            else:
+                self._work_started.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._work_started.wait(), idle)
+                if self._work_started.is_set():
+                    await asyncio.sleep(interval)
             leases = {tid: r.claim.token for tid, r in self._running.items()}
             status = "draining" if self._stopping.is_set() else "active"
             try:

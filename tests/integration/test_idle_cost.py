@@ -1,0 +1,95 @@
+"""What an idle worker costs PostgreSQL: with LISTEN connected, a few round trips a minute, not several
+a second (a fleet of a thousand idle workers must not keep the database busy); and a task submitted
+meanwhile is still picked up at once, woken by NOTIFY rather than found by polling."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from helixcode.config import Settings, TasksSettings, WorkersSettings
+from helixcode.domain.enums import TaskStatus
+from helixcode.store.store import Store
+from helixcode.worker.runtime import Worker, WorkerOptions
+from tests.helpers import spec
+
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["postgres"], indirect=True)]
+
+IDLE_SECONDS = 16.0
+
+
+class Counter:
+    """Statements sent on a store's connections (LISTEN's own connection is outside the pool and
+    sends only its one LISTEN)."""
+
+    def __init__(self, store: Store) -> None:
+        self.statements = 0
+        self.checkouts = 0
+        self.seen: list[str] = []
+        sa.event.listen(store.engine.sync_engine, "before_cursor_execute", self._statement)
+        sa.event.listen(store.engine.sync_engine.pool, "checkout", self._checkout)
+
+    def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements += 1
+        self.seen.append(f"{time.monotonic():.1f} {' '.join(statement.split())[:70]}")
+
+    def _checkout(self, *args: Any) -> None:
+        self.checkouts += 1
+
+
+@pytest.fixture
+async def open_stores(settings: Settings) -> AsyncIterator[list[Store]]:
+    """Two stores on the test's database, as two worker processes would have."""
+    s = settings.model_copy(  # the defaults, not the test suite's fast leases
+        update={"workers": WorkersSettings(poll_interval=1.0, lost_after=30.0), "tasks": TasksSettings()}
+    )
+    stores = [await Store.open(s) for _ in range(2)]
+    yield stores
+    for store in stores:
+        await store.aclose()
+
+
+async def test_an_idle_worker_costs_a_few_round_trips_a_minute_and_still_wakes_at_once(
+    open_stores: list[Store], store: Store
+) -> None:
+    """Measured on a worker that does not lead: the reaper's leader (one per fleet, whatever its size)
+    runs maintenance every second; every other worker only beats, polls as a safety net and checks
+    that a leader lives."""
+    options = WorkerOptions(concurrency=4, detect=False, sample_gpu=False)
+    leader, idle = (Worker(s, s.settings, options) for s in open_stores)
+    running = [asyncio.create_task(leader.run())]
+    try:
+        async with asyncio.timeout(10):
+            while not (leader.reaper and leader.reaper.leading):
+                await asyncio.sleep(0.05)
+        running.append(asyncio.create_task(idle.run()))
+        async with asyncio.timeout(10):  # started, listening, first claims made
+            while not (idle._listener and idle._listener.connected.is_set()):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(2.0)  # past its first claims and its first look at the leader
+        counter = Counter(idle.store)
+        await asyncio.sleep(IDLE_SECONDS)
+        print(f"idle worker: {counter.statements} statements in {IDLE_SECONDS:g}s")  # for the record (-s)
+        assert idle.reaper is not None
+        assert not idle.reaper.leading
+        assert counter.statements <= IDLE_SECONDS / 2, (
+            f"an idle worker sent {counter.statements} statements in {IDLE_SECONDS:g}s "
+            f"({counter.checkouts} checkouts): " + "\n".join(counter.seen)
+        )
+        leader.stop()  # the idle one must now do the work, woken by NOTIFY
+        await running[0]
+        job = await store.create_job(spec({"id": "now", "run": {"builtin": "noop"}}))
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            while (await store.get_task(job.id, "now")).status is not TaskStatus.SUCCEEDED:
+                await asyncio.sleep(0.02)
+        assert time.monotonic() - started < 1.0, "woken by NOTIFY, not by a 10 s safety-net poll"
+    finally:
+        leader.stop()
+        idle.stop()
+        await asyncio.wait_for(asyncio.gather(*running), 30)
