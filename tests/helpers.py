@@ -13,7 +13,9 @@ and constants.
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -145,3 +147,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def wait_until(
+    check: Callable[[], bool | Awaitable[bool]], seconds: float = 10.0, step: float = 0.02
+) -> None:
+    """Poll ``check`` (sync or async) until it holds; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        met = check()
+        if not isinstance(met, bool):
+            met = await met
+        if met:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {seconds:g}s")
+        await asyncio.sleep(step)

@@ -16,7 +16,7 @@ from helixcode.config import Settings, TasksSettings, WorkersSettings
 from helixcode.domain.enums import TaskStatus
 from helixcode.store.store import Store
 from helixcode.worker.runtime import Worker, WorkerOptions
-from tests.helpers import spec
+from tests.helpers import spec, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["postgres"], indirect=True)]
 
@@ -46,7 +46,11 @@ class Counter:
 async def open_stores(settings: Settings) -> AsyncIterator[list[Store]]:
     """Two stores on the test's database, as two worker processes would have."""
     s = settings.model_copy(  # the defaults, not the test suite's fast leases
-        update={"workers": WorkersSettings(poll_interval=1.0, lost_after=30.0), "tasks": TasksSettings()}
+        update={
+            # A long safety-net cap, so that a pickup within seconds can only be NOTIFY's doing.
+            "workers": WorkersSettings(poll_interval=1.0, lost_after=30.0, listen_poll_interval=30.0),
+            "tasks": TasksSettings(),
+        }
     )
     stores = [await Store.open(s) for _ in range(2)]
     yield stores
@@ -64,13 +68,10 @@ async def test_an_idle_worker_costs_a_few_round_trips_a_minute_and_still_wakes_a
     leader, idle = (Worker(s, s.settings, options) for s in open_stores)
     running = [asyncio.create_task(leader.run())]
     try:
-        async with asyncio.timeout(10):
-            while not (leader.reaper and leader.reaper.leading):
-                await asyncio.sleep(0.05)
+        await wait_until(lambda: bool(leader.reaper and leader.reaper.leading))
         running.append(asyncio.create_task(idle.run()))
-        async with asyncio.timeout(10):  # started, listening, first claims made
-            while not (idle._listener and idle._listener.connected.is_set()):
-                await asyncio.sleep(0.05)
+        # started, listening, first claims made
+        await wait_until(lambda: bool(idle._listener and idle._listener.connected.is_set()))
         await asyncio.sleep(2.0)  # past its first claims and its first look at the leader
         counter = Counter(idle.store)
         await asyncio.sleep(IDLE_SECONDS)
@@ -85,10 +86,13 @@ async def test_an_idle_worker_costs_a_few_round_trips_a_minute_and_still_wakes_a
         await running[0]
         job = await store.create_job(spec({"id": "now", "run": {"builtin": "noop"}}))
         started = time.monotonic()
-        async with asyncio.timeout(5):
-            while (await store.get_task(job.id, "now")).status is not TaskStatus.SUCCEEDED:
-                await asyncio.sleep(0.02)
-        assert time.monotonic() - started < 1.0, "woken by NOTIFY, not by a 10 s safety-net poll"
+
+        async def done() -> bool:
+            return (await store.get_task(job.id, "now")).status is TaskStatus.SUCCEEDED
+
+        await wait_until(done, 5)
+        # Its safety-net poll was then about 10 s away (waits of 1, 2, 4, 8, 16 s): this was NOTIFY.
+        assert time.monotonic() - started < 5.0, "woken by NOTIFY, not by the safety-net poll"
     finally:
         leader.stop()
         idle.stop()

@@ -272,9 +272,12 @@ async def test_a_workdir_missing_on_this_host_is_retried_not_failed(
     )
     here = await make_worker(backoff_base=0.2, backoff_cap=0.2)
     running = spawn(here)
-    async with asyncio.timeout(20):
-        while (task := await store.get_task(job.id, "sh")).failures < 1:
-            await asyncio.sleep(0.02)
+
+    async def failed_once() -> bool:
+        return (await store.get_task(job.id, "sh")).failures >= 1
+
+    await wait_for(failed_once, 20)
+    task = await store.get_task(job.id, "sh")
     here.stop()
     await running
     assert task.status is S.RETRYING, "a host without the folder does not fail the task"
