@@ -45,8 +45,11 @@ READY_CHANNEL = "helix_ready"
 WAKING_EVENTS = frozenset({"ready", "requeued"})
 
 
-def _translate(exc: sa.exc.DBAPIError) -> StoreError:
-    """Connection trouble is worth retrying; anything else is a real error."""
+def _translate(exc: sa.exc.DBAPIError | sa.exc.TimeoutError) -> StoreError:
+    """Connection trouble is worth retrying; anything else is a real error. A pool that gave no
+    connection in time (the one in use hangs on a server that does not answer) is trouble too."""
+    if isinstance(exc, sa.exc.TimeoutError):
+        return DatabaseUnavailable(f"database unavailable: no connection free in time ({exc})")
     if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
         return DatabaseUnavailable(f"database unavailable: {exc.orig}")
     return StoreError(f"database error: {exc.orig}")
@@ -181,7 +184,7 @@ class StoreBase:
         try:
             async with self.engine.connect() as conn:
                 yield conn
-        except sa.exc.DBAPIError as exc:
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
             raise _translate(exc) from exc
 
     @asynccontextmanager
@@ -202,7 +205,7 @@ class StoreBase:
                         await _abandon(conn)
                         raise
                     await conn.exec_driver_sql("COMMIT")
-            except sa.exc.DBAPIError as exc:
+            except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
                 raise _translate(exc) from exc
 
     @asynccontextmanager
@@ -217,7 +220,7 @@ class StoreBase:
         try:
             async with self.engine.connect() as conn:
                 yield conn
-        except sa.exc.DBAPIError as exc:
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:
             raise _translate(exc) from exc
 
     @staticmethod

@@ -21,8 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def libpq_dsn(url: str) -> str:
-    """A SQLAlchemy ``postgresql+psycopg://`` URL as a plain libpq connection string."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """A SQLAlchemy ``postgresql+psycopg://`` URL as a plain libpq connection string. SQLAlchemy's
+    form for several hosts (``?host=a:5432&host=b:5432&target_session_attrs=read-write``, for a
+    standby to fail over to) becomes libpq's (``host=a,b port=5432,5432 ...``)."""
+    parsed = make_url(url)
+    hosts = parsed.query.get("host")
+    if not isinstance(hosts, tuple):
+        return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    names, ports = zip(*(h.rpartition(":")[::2] if ":" in h else (h, "5432") for h in hosts), strict=True)
+    params = {k: v for k, v in parsed.query.items() if k != "host" and isinstance(v, str)}
+    return psycopg.conninfo.make_conninfo(
+        dbname=parsed.database,
+        user=parsed.username,
+        password=parsed.password,
+        host=",".join(names),
+        port=",".join(ports),
+        **params,
+    )
 
 
 class ReadyListener:
