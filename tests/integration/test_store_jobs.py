@@ -108,17 +108,20 @@ async def test_a_settled_follower_never_passes_an_event_that_commits_late(pg_dat
     import asyncio
 
     from helixcode.config import DatabaseSettings, Settings
+    from helixcode.store.database import transactional
     from helixcode.store.tables import events
 
-    store = await Store.open(Settings(database=DatabaseSettings(url=pg_database)))
+    # Three connections at once (two writers and the reader), and real transactions on them.
+    store = await Store.open(Settings(database=DatabaseSettings(url=pg_database, pool_size=3)))
+    engine = transactional(store.engine)
     try:
         job = await store.create_job(parse_plan({"tasks": [{"id": "a", "type": "building", "title": "a"}]}))
         start = (await store.list_events(job.id))[-1].id
         row = {"job_id": job.id, "kind": "progress", "details": {}}
-        async with store.engine.connect() as late:
+        async with engine.connect() as late:
             await late.begin()
             await late.execute(events.insert().values(**row, created_at=await store.now()))  # the lower id
-            async with store.engine.begin() as early:
+            async with engine.begin() as early:
                 await early.execute(events.insert().values(**row, created_at=await store.now()))
             unsettled = await store.list_events(job.id, start)
             assert len(unsettled) == 1, "the hazard: the higher id is visible, the lower one not yet"
