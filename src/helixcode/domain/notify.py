@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
@@ -31,8 +31,10 @@ __all__ = [
     "NOTICE_KINDS",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
+    "Delivery",
     "Notice",
     "NoticeKind",
+    "NotificationRecord",
     "email_text",
     "iso_time",
     "notices_from_events",
@@ -74,6 +76,42 @@ class Notice:
     job_id: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     worker: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """An outbox row a sender has claimed: ``attempt`` is this try's number, and the fencing token of
+    its result (a sender whose lease ran out cannot overwrite the next one's)."""
+
+    id: int
+    target: str
+    kind: str
+    payload: Mapping[str, Any]
+    attempt: int
+
+    def body(self) -> dict[str, Any]:
+        """The JSON document a target receives: the payload with the delivery's ``id``, which stays
+        the same across retries (receivers de-duplicate on it: delivery is at least once)."""
+        return {"id": self.id, **self.payload}
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """An outbox row as ``helix notify list`` shows it. ``status``: pending, delivered or failed."""
+
+    id: int
+    target: str
+    kind: str
+    job_id: str | None
+    status: str
+    attempts: int
+    next_attempt_at: float
+    delivered_at: float | None
+    last_error: str | None
+    created_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def notices_from_events(rows: Iterable[Mapping[str, Any]]) -> list[Notice]:
@@ -127,7 +165,7 @@ def summary(payload: Mapping[str, Any]) -> str:
         tasks = worker.get("tasks") or []
         return (
             f"HelixCode worker {worker.get('name', '?')} on {worker.get('host', '?')} was lost "
-            f"(silent since {iso_time(worker.get('last_heartbeat_at'))}); "
+            f"(silent since {worker.get('last_heartbeat_at', '?')}); "
             f"{len(tasks)} running task(s) go back to the queue"
         )
     if kind == "test":
