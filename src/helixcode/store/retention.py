@@ -172,6 +172,8 @@ class RetentionOps(StoreBase):
             old = sa.select(oldest.c.id).where(oldest.c.created_at < cutoff)
             deleted = await self._delete(notifications.delete().where(n.id.in_(old.scalar_subquery())))
             done.notifications += deleted
+            if not deleted:
+                budget.give_back()  # nothing was due: the lookup is not counted as a batch
             if deleted < size:
                 return
 

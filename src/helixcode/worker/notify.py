@@ -1,8 +1,9 @@
 """Delivering notifications from the outbox (``store.outbox``) to webhooks and mail servers.
 
-The reaper's leader runs a pass every tick, beside maintenance (``Reaper``); a worker that stops runs
-one last bounded pass, so that the outcome of the job it just finished goes out; anything else can
-run :meth:`Notifier.run`. A pass claims due rows for a lease, sends a few at a time, and marks each
+The reaper's leader delivers what is due every tick, beside maintenance (``Reaper``); a worker that
+stops makes one last bounded attempt, so that the outcome of the job it just finished goes out;
+anything else can run :meth:`Notifier.run`. A pass claims a few due rows for a lease (twice the
+slowest target's timeout, which bounds each attempt), sends them at once, and marks each
 delivered, or due again after exponential backoff with full jitter (at least what a ``Retry-After``
 asks, at most the target's ``backoff_cap``), or failed after the target's ``max_attempts``. A sender
 that dies mid-pass leaves its rows to the next one when their lease runs out: nothing is lost, and a
@@ -47,9 +48,8 @@ __all__ = ["Notifier", "Sender", "Sent"]
 
 log = logging.getLogger(__name__)
 
-#: Rows one pass claims, and how many of them are in flight at once.
-BATCH = 20
-CONCURRENCY = 4
+#: Rows one pass claims, all of them sent at once.
+BATCH = 8
 
 
 @dataclass
@@ -76,17 +76,16 @@ class Notifier:
         store: Store,
         *,
         batch: int = BATCH,
-        concurrency: int = CONCURRENCY,
         lease: float | None = None,
         sender: Sender | None = None,
     ) -> None:
         self.store = store
         self.targets = {name: t for name, t in store.settings.notify.items() if t.enabled}
         self.batch = batch
-        self._slots = asyncio.Semaphore(concurrency)
-        # Long enough for the slowest target's attempt (an SMTP exchange is several timed steps).
+        # Every row of a pass is sent at once, and an attempt ends within its target's timeout: so a
+        # lease of twice the slowest timeout outlasts any attempt, and a dead sender's rows are due soon.
         slowest = max((t.timeout for t in self.targets.values()), default=10.0)
-        self.lease = lease if lease is not None else 3 * slowest + 30.0
+        self.lease = lease if lease is not None else 2 * slowest + 5.0
         self.sender = sender or Sender()
 
     async def aclose(self) -> None:
@@ -147,18 +146,15 @@ class Notifier:
         }
         if job := delivery.payload.get("job"):
             fields["job"] = job.get("id")
-        async with self._slots:
-            try:
-                await self.sender.send(delivery.target, target, delivery.body())
-            except NotifyError as exc:
-                await self._undelivered(delivery, target, exc, sent, fields)
-                return
-            except Exception as exc:  # a fault of ours: retried, and given up in time like any other
-                log.exception(
-                    "notification %s: unexpected error", delivery.id, extra={"action": "notify.bug"}
-                )
-                await self._undelivered(delivery, target, NotifyError(repr(exc)), sent, fields)
-                return
+        try:
+            await self.sender.send(delivery.target, target, delivery.body())
+        except NotifyError as exc:
+            await self._undelivered(delivery, target, exc, sent, fields)
+            return
+        except Exception as exc:  # a fault of ours: retried, and given up in time like any other
+            log.exception("notification %s: unexpected error", delivery.id, extra={"action": "notify.bug"})
+            await self._undelivered(delivery, target, NotifyError(repr(exc)), sent, fields)
+            return
         await self.store.mark_delivered(delivery)
         sent.delivered += 1
         log.info(
@@ -229,10 +225,15 @@ class Sender:
             password = target.smtp_password()
         except ConfigError as exc:
             raise NotifyError(f"[notify.{name}] {exc}") from exc
-        if url_channel(url) == "email":
-            await self._mail(url, target, body, password)
-        else:
-            await self._post(url, target, body, secret)
+        try:
+            # The whole attempt, not each step of it: the row's lease must outlast it.
+            async with asyncio.timeout(target.timeout):
+                if url_channel(url) == "email":
+                    await self._mail(url, target, body, password)
+                else:
+                    await self._post(url, target, body, secret)
+        except TimeoutError as exc:
+            raise NotifyError(f"{mask_target(url)}: no answer within {target.timeout:g}s") from exc
 
     async def _post(
         self, url: str, target: NotifySettings, body: Mapping[str, Any], secret: bytes | None

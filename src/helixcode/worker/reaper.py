@@ -77,10 +77,10 @@ class Reaper:
         return self.last
 
     def _send_notifications(self) -> None:
-        """Start a delivery pass in the background unless one is still running."""
+        """Deliver what is due, in the background, unless the last tick's delivery is still going."""
         if self.notifier is None or (self._sending is not None and not self._sending.done()):
             return
-        self._sending = asyncio.create_task(self.notifier.deliver_due(), name="notify")
+        self._sending = asyncio.create_task(self.notifier.flush(), name="notify")
 
     async def notifications_sent(self) -> None:
         """Wait for the delivery pass in progress, if any (tests; a clean stop)."""
