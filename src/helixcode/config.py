@@ -16,10 +16,12 @@ nearest ``.helix/helix.db`` in the current directory or a parent, else a new ``.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -28,10 +30,12 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from helixcode.domain.notify import NoticeKind
 from helixcode.errors import ConfigError
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "LoggingSettings",
     "McpServerSettings",
     "McpSettings",
+    "NotifySettings",
     "ProviderSettings",
     "Settings",
     "TasksSettings",
@@ -307,6 +312,134 @@ class AgentSettings(_Section):
     commands: CommandLists = Field(default_factory=CommandLists)
 
 
+WEBHOOK_SCHEMES = ("http", "https")
+MAIL_SCHEMES = ("smtp", "smtps")
+#: A target's NAME is the outbox rows' ``target`` column.
+_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def url_channel(url: str) -> Literal["webhook", "email"]:
+    """``webhook`` for an ``http(s)://`` URL, ``email`` for ``smtp(s)://[user@]host[:port]``; anything
+    else is a ``ValueError`` that says what is accepted."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.scheme in WEBHOOK_SCHEMES and parts.hostname:
+        return "webhook"
+    if parts.scheme in MAIL_SCHEMES and parts.hostname:
+        return "email"
+    raise ValueError(
+        "give an http(s):// webhook URL, or smtp://[user@]host[:port] (smtps:// for TLS) for email"
+    )
+
+
+class NotifySettings(_Section):
+    """One ``[notify.NAME]`` table: a webhook (``http(s)://``, its body in ``format``) or a mail server
+    (``smtp(s)://``, mailing ``to``), the ``events`` it is sent (every job outcome when omitted), and how
+    deliveries are retried. Secrets come from the environment (``*_env``) or, for the signing key, the
+    file."""
+
+    url: str | None = Field(
+        default=None,
+        description="http(s):// webhook, or smtp://[user@]host[:port] (smtps:// for TLS) to send email",
+    )
+    url_env: str | None = Field(
+        default=None, description="environment variable holding the url (a chat webhook URL is a credential)"
+    )
+    format: Literal["json", "slack", "discord"] = Field(
+        default="json", description="webhook body: the JSON payload, or a Slack or Discord message"
+    )
+    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key that signs webhook bodies")
+    secret_env: str | None = Field(default=None, description="environment variable holding the secret")
+    events: list[NoticeKind] | None = Field(
+        default=None, min_length=1, description="what it is sent; none: every job outcome"
+    )
+    to: list[str] = Field(default_factory=list, description="email: recipients")
+    sender: str | None = Field(default=None, alias="from", description="email: the From address")
+    password_env: str | None = Field(
+        default=None, description="email: environment variable holding the SMTP password"
+    )
+    timeout: float = Field(default=10.0, gt=0, le=120, description="seconds one delivery may take")
+    max_attempts: int = Field(default=20, ge=1, le=1000, description="deliveries tried before giving up")
+    backoff_base: float = Field(default=5.0, gt=0, description="seconds; the first retry waits up to this")
+    backoff_cap: float = Field(default=3600.0, gt=0, description="seconds; no retry waits longer")
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _known_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            url_channel(url)
+        return url
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NotifySettings:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of 'url' or 'url_env'")
+        if self.secret is not None and self.secret_env is not None:
+            raise ValueError("give 'secret' or 'secret_env', not both")
+        if self.url is not None:
+            self.check_channel(url_channel(self.url))
+        return self
+
+    def check_channel(self, channel: Literal["webhook", "email"]) -> None:
+        """The keys set fit the kind of URL (a ``ValueError`` naming the misplaced key otherwise)."""
+        if channel == "email":
+            if not self.to or not self.sender:
+                raise ValueError("an smtp:// target needs 'to' (a list of addresses) and 'from'")
+            if "format" in self.model_fields_set and self.format != "json":
+                raise ValueError(f"format '{self.format}' is for webhooks; email is plain text")
+            if self.secret is not None or self.secret_env is not None:
+                raise ValueError("'secret' signs webhook bodies; an smtp:// target takes none")
+            return
+        for key in ("to", "sender", "password_env"):
+            if key in self.model_fields_set:
+                name = "from" if key == "sender" else key
+                raise ValueError(f"'{name}' is for email (an smtp:// url); this target is a webhook")
+
+    def target_url(self) -> str:
+        """The URL, read from ``url_env`` when that is how it is given (``ConfigError`` if unset or
+        not a URL a target can have)."""
+        if self.url is not None:
+            return self.url
+        assert self.url_env is not None
+        url = _from_env(self.url_env, "url_env")
+        try:
+            self.check_channel(url_channel(url))
+        except ValueError as exc:
+            raise ConfigError(f"url_env {self.url_env}: {exc}") from None
+        return url
+
+    def secret_key(self) -> bytes | None:
+        """The signing key, if the target has one (``ConfigError`` if its variable is unset)."""
+        if self.secret is not None:
+            return self.secret.get_secret_value().encode()
+        if self.secret_env is not None:
+            return _from_env(self.secret_env, "secret_env").encode()
+        return None
+
+    def smtp_password(self) -> str | None:
+        return None if self.password_env is None else _from_env(self.password_env, "password_env")
+
+
+def _from_env(name: str, key: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(f"{key}: the environment variable {name} is not set")
+    return value
+
+
+def mask_target(url: str) -> str:
+    """A webhook URL without its path and query (chat webhooks carry their token there), a mail
+    server's without its password."""
+    parts = urlsplit(url)
+    if parts.scheme in WEBHOOK_SCHEMES and (parts.path.strip("/") or parts.query):
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/***"
+    return mask_url(url)
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "warning"
     json_format: bool = Field(default=False, alias="json")
@@ -333,6 +466,15 @@ class Settings(BaseSettings):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    notify: dict[str, NotifySettings] = Field(default_factory=dict)
+
+    @field_validator("notify")
+    @classmethod
+    def _target_names(cls, targets: dict[str, NotifySettings]) -> dict[str, NotifySettings]:
+        for name in targets:
+            if not _TARGET_NAME.fullmatch(name):
+                raise ValueError(f"[notify.{name}]: a name is up to 64 letters, digits, '_', '.' or '-'")
+        return targets
 
     @classmethod
     def settings_customise_sources(
@@ -362,6 +504,9 @@ class Settings(BaseSettings):
         for server in data["mcp"]["servers"].values():
             server["headers"] = dict.fromkeys(server["headers"], "***")
             server["env"] = dict.fromkeys(server["env"], "***")
+        for target in data["notify"].values():
+            if target["url"] is not None:
+                target["url"] = mask_target(target["url"])
         return data
 
 
@@ -429,7 +574,7 @@ def _check_env_names(env: Mapping[str, str]) -> None:
         rest = name[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
         model = sections.get(section)
-        if model is None or not key or section == "providers":
+        if model is None or not key or section in ("providers", "notify"):
             continue
         fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
         aliases = {f.alias for f in fields.values() if f.alias}

@@ -15,7 +15,8 @@
      ├── AccessDenied                a request without a valid token, or with too weak a role
      │    └── Forbidden              a valid token whose role may not do this
      ├── RemoteError                 the API server answered with a problem document (``status``, ``problem``)
-     └── McpError                    an MCP tool server failed, timed out or refused a call
+     ├── McpError                    an MCP tool server failed, timed out or refused a call
+     └── NotifyError                 a notification was not delivered (its outbox row is retried with backoff)
 
 Edges (CLI, API) translate these into exit codes and problem documents; nothing below them prints.
 """
@@ -37,6 +38,7 @@ __all__ = [
     "LeaseLost",
     "McpError",
     "NotFound",
+    "NotifyError",
     "PlanError",
     "RemoteError",
     "SchedulerError",
@@ -132,3 +134,12 @@ class RemoteError(HelixError):
 
 class McpError(HelixError):
     """An MCP server could not be reached, timed out, or reported a tool error."""
+
+
+class NotifyError(HelixError):
+    """A webhook or mail server did not take a notification: unreachable, timed out, or answered with
+    an error. ``retry_after`` is the delay the receiver asked for (HTTP ``Retry-After``), if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

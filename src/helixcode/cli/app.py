@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from helixcode import __version__
-from helixcode.cli import control, llm_commands, mcp_commands, outcome, serve, testcycle, worker
+from helixcode.cli import (
+    control,
+    llm_commands,
+    mcp_commands,
+    notify_commands,
+    outcome,
+    serve,
+    testcycle,
+    worker,
+)
 from helixcode.cli import run as run_commands
 from helixcode.cli.common import JsonOpt, console, err_console, open_store, run, run_async, state
 from helixcode.cli.outcome import ExitStatusOpt, exit_code
@@ -306,6 +315,7 @@ def _register() -> None:
     llm_commands.register(app)  # Models: providers, chat
     serve.register(app)  # Server and integrations: serve, token
     mcp_commands.register(app)  # Server and integrations: mcp
+    notify_commands.register(app)  # Server and integrations: notify
     app.command("plan-schema", rich_help_panel="Setup")(plan_schema)
     worker.register(app)  # Work: worker; Inside a task: checkpoint, progress
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from helixcode.config import Settings
 from helixcode.domain.enums import TaskStatus
+from helixcode.domain.notify import Notice, notices_from_events
 from helixcode.errors import DatabaseUnavailable, StoreError
 from helixcode.store import migrate
 from helixcode.store.database import WRITE, create_engine, db_now
@@ -234,9 +235,18 @@ class StoreBase:
 
     async def _events(self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
         """Append rows built by ``event(...)`` to the log; on PostgreSQL, wake idle workers when a task
-        became claimable (the notification is delivered at commit, so a woken worker sees the task)."""
+        became claimable (the notification is delivered at commit, so a woken worker sees the task).
+        Job outcomes and pauses among them queue their notifications here, in the same transaction:
+        this is the one place job-level events are written (the one-statement hot paths write only
+        task events)."""
         if not rows:
             return
         await conn.execute(events.insert(), list(rows))
         if self.dialect == "postgresql" and any(r["kind"] in WAKING_EVENTS for r in rows):
             await conn.execute(sa.select(sa.func.pg_notify(READY_CHANNEL, "")))
+        if self.settings.notify and (notices := notices_from_events(rows)):
+            await self._notify(conn, notices)
+
+    async def _notify(self, conn: AsyncConnection, notices: Sequence[Notice]) -> None:
+        """Queue notifications of these notices in the caller's transaction: ``store.outbox`` does
+        (only when ``[notify.*]`` targets are configured)."""

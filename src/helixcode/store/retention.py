@@ -4,7 +4,9 @@ What goes (``[retention]`` in config; 0 keeps a kind of record for ever):
 - finished jobs (succeeded, failed, cancelled) older than ``jobs_days``, with all they own: tasks
   (their dependencies and checkpoints go by foreign key), results, events and model-call records;
 - events of any job older than ``events_days`` (a job that runs for months keeps its recent log);
-- stopped and lost workers not heard from for ``workers_days`` (their resource samples go with them).
+- stopped and lost workers not heard from for ``workers_days`` (their resource samples go with them);
+- notifications older than ``events_days``, whatever became of them (a message that old is news to
+  no one, and rows of a target no longer configured would otherwise wait for ever).
 
 Every delete is one bounded statement of at most ``batch`` rows, each in its own short transaction, so
 a pass never holds locks for long or grows a transaction with the size of the backlog, and workers
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 
 from helixcode.domain.enums import JobStatus
 from helixcode.store.base import StoreBase
-from helixcode.store.tables import events, jobs, llm_calls, results, tasks, workers
+from helixcode.store.tables import events, jobs, llm_calls, notifications, results, tasks, workers
 
 __all__ = ["Pruned", "RetentionOps"]
 
@@ -41,11 +43,20 @@ class Pruned:
     results: int = 0
     llm_calls: int = 0
     workers: int = 0
+    notifications: int = 0
     more: bool = False
 
     @property
     def total(self) -> int:
-        return self.jobs + self.tasks + self.events + self.results + self.llm_calls + self.workers
+        return (
+            self.jobs
+            + self.tasks
+            + self.events
+            + self.results
+            + self.llm_calls
+            + self.workers
+            + self.notifications
+        )
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -71,6 +82,7 @@ class RetentionOps(StoreBase):
             await self._prune_jobs(now - jobs_days * DAY, budget, done)
         if events_days > 0:
             await self._prune_events(now - events_days * DAY, budget, done)
+            await self._prune_notifications(now - events_days * DAY, budget, done)
         if cfg.workers_days > 0:
             await self._prune_workers(now - cfg.workers_days * DAY, budget, done)
         done.more = budget.exhausted
@@ -148,6 +160,20 @@ class RetentionOps(StoreBase):
             old = sa.select(oldest.c.id).where(oldest.c.created_at < cutoff)
             deleted = await self._delete(events.delete().where(events.c.id.in_(old.scalar_subquery())))
             done.events += deleted
+            if deleted < size:
+                return
+
+    async def _prune_notifications(self, cutoff: float, budget: _Budget, done: Pruned) -> None:
+        """As for events: the oldest rows by id, a bounded scan."""
+        size = self.settings.retention.batch
+        n = notifications.c
+        while budget.take():
+            oldest = sa.select(n.id, n.created_at).order_by(n.id).limit(size).subquery()
+            old = sa.select(oldest.c.id).where(oldest.c.created_at < cutoff)
+            deleted = await self._delete(notifications.delete().where(n.id.in_(old.scalar_subquery())))
+            done.notifications += deleted
+            if not deleted:
+                budget.give_back()  # nothing was due: the lookup is not counted as a batch
             if deleted < size:
                 return
 

@@ -4,7 +4,7 @@ Its parts live in their own modules over a shared ``StoreBase``: ``claims`` (lea
 ``graph`` (what a finished task changes for its job), ``queue`` (writes under a lease, outcomes,
 maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``,
 ``limits`` (the fleet's shared LLM limits), ``usage`` (every model call's tokens and cost),
-``retention`` (pruning finished work by policy). Dialect
+``retention`` (pruning finished work by policy), ``outbox`` (notifications to deliver). Dialect
 differences (SQLite vs PostgreSQL) stay inside this package.
 """
 
@@ -16,6 +16,7 @@ from helixcode.store.expand import ExpandOps
 from helixcode.store.inspect import InspectOps
 from helixcode.store.jobs import JobOps
 from helixcode.store.limits import LimitOps
+from helixcode.store.outbox import OutboxOps
 from helixcode.store.retention import RetentionOps
 from helixcode.store.tokens import TokenOps
 from helixcode.store.usage import UsageOps
@@ -25,6 +26,16 @@ __all__ = ["Store"]
 
 
 class Store(
-    JobOps, ControlOps, BatchOps, ExpandOps, WorkerOps, TokenOps, InspectOps, LimitOps, UsageOps, RetentionOps
+    JobOps,
+    ControlOps,
+    BatchOps,
+    ExpandOps,
+    WorkerOps,
+    TokenOps,
+    InspectOps,
+    LimitOps,
+    UsageOps,
+    RetentionOps,
+    OutboxOps,
 ):
     """Async access to the system of record. Open with ``await Store.open(settings)``."""

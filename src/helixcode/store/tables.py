@@ -20,6 +20,7 @@ __all__ = [
     "jobs",
     "locks",
     "metadata",
+    "notifications",
     "results",
     "task_dependencies",
     "tasks",
@@ -287,4 +288,28 @@ llm_calls = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("created_at", Time, nullable=False),
     sa.Index(None, "job_id", "task_id"),
+)
+
+
+#: The notifications outbox (``store.outbox``): one row per message to one ``[notify.NAME]`` target,
+#: written in the transaction of the event it tells of, so that none is lost whoever dies when. A sender
+#: claims due rows by pushing ``next_attempt_at`` a lease ahead and counting the attempt (the count is
+#: the fencing token of its result); ``status`` ends ``delivered``, or ``failed`` after the target's
+#: ``max_attempts``. Rows name their job without a foreign key (a log, like ``events``).
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("job_id", sa.String(32)),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Time, nullable=False),
+    sa.Column("delivered_at", Time),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", Time, nullable=False),
+    # What is due: the pending rows only, so delivered ones cost the claim nothing.
+    _partial("ix_notifications_due", ["next_attempt_at"], "status = 'pending'"),
 )

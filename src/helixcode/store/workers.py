@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helixcode.domain.enums import Criticality, TaskStatus
 from helixcode.domain.models import LeaseState
+from helixcode.domain.notify import Notice, iso_time
 from helixcode.domain.records import WorkerInfo
 from helixcode.store.base import StoreBase, event
 from helixcode.store.queue import QueueOps
@@ -102,23 +103,27 @@ class WorkerOps(QueueOps, StoreBase):
         """Workers first: a lost worker's leases expire now, so the task steps requeue them at once."""
         cfg = self.settings.workers
         lost = (
-            (
-                await conn.execute(
-                    workers.update()
-                    .where(workers.c.status.in_(LIVE), workers.c.last_heartbeat_at < now - cfg.lost_after)
-                    .values(status="lost")
-                    .returning(workers.c.id)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        if lost:
             await conn.execute(
-                tasks.update()
-                .where(tasks.c.status == TaskStatus.RUNNING.value, tasks.c.lease_owner.in_(lost))
-                .values(lease_expires_at=now - 1.0)
+                workers.update()
+                .where(workers.c.status.in_(LIVE), workers.c.last_heartbeat_at < now - cfg.lost_after)
+                .values(status="lost")
+                .returning(workers.c.id, workers.c.name, workers.c.host, workers.c.last_heartbeat_at)
             )
+        ).all()
+        if lost:
+            orphaned = (
+                await conn.execute(
+                    tasks.update()
+                    .where(
+                        tasks.c.status == TaskStatus.RUNNING.value,
+                        tasks.c.lease_owner.in_([w.id for w in lost]),
+                    )
+                    .values(lease_expires_at=now - 1.0)
+                    .returning(tasks.c.id, tasks.c.job_id, tasks.c.lease_owner)
+                )
+            ).all()
+            if self.settings.notify:
+                await self._notify(conn, [_lost(w, orphaned, now) for w in lost])
         counts: dict[str, Any] = await super()._maintenance_steps(conn, now)
         counts["workers_lost"] = len(lost)
         counts.update(await self._degrade(conn, now))
@@ -209,3 +214,18 @@ class WorkerOps(QueueOps, StoreBase):
             )
             for r in rows
         ]
+
+
+def _lost(worker: sa.Row[Any], orphaned: Sequence[sa.Row[Any]], now: float) -> Notice:
+    """The ``worker.lost`` notice of one worker, naming the tasks it was running (they are requeued)."""
+    return Notice(
+        "worker.lost",
+        now,
+        worker={
+            "id": worker.id,
+            "name": worker.name,
+            "host": worker.host,
+            "last_heartbeat_at": iso_time(worker.last_heartbeat_at),
+            "tasks": [{"id": t.id, "job_id": t.job_id} for t in orphaned if t.lease_owner == worker.id],
+        },
+    )

@@ -4,7 +4,10 @@ It marks silent workers lost and requeues their tasks (the next attempt resumes 
 checkpoint with a new lease token), requeues expired leases, moves due retries to ready, ages waiting
 tasks, and pauses or resumes low-criticality tasks as healthy capacity crosses the configured floor.
 Every ``retention.interval`` it also prunes finished work by policy, a few batches at a time
-(``store.retention``). Every worker runs one; only the leader works, the others stand by to take over.
+(``store.retention``). With ``[notify.*]`` targets configured, the leader also delivers the
+notifications outbox (``worker.notify``): a pass starts each tick unless the last is still sending, so a
+slow receiver never holds up maintenance or the renewal of the leader's lease. Every worker runs one;
+only the leader works, the others stand by to take over.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from helixcode.domain.models import Maintenance
 from helixcode.errors import StoreError
 from helixcode.store.leader import LeaderLock
 from helixcode.store.store import Store
+from helixcode.worker.notify import Notifier
 
 __all__ = ["Reaper"]
 
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Delete statements per reaper tick: each is at most ``retention.batch`` rows in a short transaction.
 PRUNE_BATCHES_PER_TICK = 10
+#: The longest a stopping worker spends delivering notifications that are due.
+FLUSH_SECONDS = 5.0
 
 
 class Reaper:
@@ -37,6 +43,8 @@ class Reaper:
         self.leading = False
         self.last: Maintenance | None = None
         self._next_prune = 0.0  # monotonic time of the next pruning pass
+        self.notifier = Notifier(store) if any(t.enabled for t in cfg.notify.values()) else None
+        self._sending: asyncio.Task[object] | None = None
 
     @property
     def standby_interval(self) -> float:
@@ -52,6 +60,9 @@ class Reaper:
                 await self.tick()
                 await asyncio.sleep(self.interval if self.leading else self.standby_interval)
         finally:
+            await self._stop_sending()
+            if self.notifier is not None:
+                await self.notifier.aclose()
             with contextlib.suppress(Exception):
                 await self.lock.release()
 
@@ -70,7 +81,37 @@ class Reaper:
             return None
         if time.monotonic() >= self._next_prune:
             await self._prune()
+        self._send_notifications()
         return self.last
+
+    def _send_notifications(self) -> None:
+        """Deliver what is due, in the background, unless the last tick's delivery is still going."""
+        if self.notifier is None or (self._sending is not None and not self._sending.done()):
+            return
+        self._sending = asyncio.create_task(self.notifier.flush(), name="notify")
+
+    async def notifications_sent(self) -> None:
+        """Wait for the delivery pass in progress, if any (tests; a clean stop)."""
+        if self._sending is not None:
+            await asyncio.gather(self._sending, return_exceptions=True)
+
+    async def flush_notifications(self) -> None:
+        """Before the process ends, deliver what is due, for at most ``FLUSH_SECONDS``: a worker that ran
+        a job's last task sends its outcome before it goes. Whatever is left waits in the outbox."""
+        if self.notifier is None:
+            return
+        await self._stop_sending()
+        with contextlib.suppress(StoreError, TimeoutError):
+            async with asyncio.timeout(FLUSH_SECONDS):
+                await self.notifier.flush()
+        await self.notifier.aclose()
+
+    async def _stop_sending(self) -> None:
+        """Cancel a pass in flight: the rows it holds are retried when their lease runs out."""
+        if self._sending is not None:
+            self._sending.cancel()
+            await asyncio.gather(self._sending, return_exceptions=True)
+            self._sending = None
 
     async def _prune(self) -> None:
         """A capped pass; when it stopped with work left, the next comes after one tick, not a whole

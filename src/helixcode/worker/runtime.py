@@ -175,6 +175,8 @@ class Worker:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            if self.reaper is not None:
+                await self.reaper.flush_notifications()
             with contextlib.suppress(StoreError):
                 await self.store.deregister_worker(self.id)
 
