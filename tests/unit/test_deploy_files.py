@@ -239,3 +239,20 @@ def test_the_env_example_sets_the_database_and_nothing_that_would_be_misread() -
     for line in text.splitlines():
         if "=" in line and not line.startswith("#"):
             assert "#" not in line, f"a comment after a value is part of the value: {line}"
+
+
+# -- the README ------------------------------------------------------------------------------------
+
+
+def test_the_readme_shows_both_ways_to_deploy_with_the_files_own_values() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Deploying") :]
+    section = section[: section.index("\n## ", 1)]
+    assert " ".join(CONTAINER_FLAGS.split()) in " ".join(section.replace("\\\n", " ").split())
+    assert "docker compose up -d --scale worker=" in section
+    assert "systemctl enable --now helix-worker" in section
+    assert f"TimeoutStopSec={unit()['Service']['TimeoutStopSec']}" in section
+    grace = seconds(compose()["services"]["worker"]["stop_grace_period"])
+    assert f"({grace:.0f} s grace)" in section
+    assert f"--stop-timeout {grace:.0f}" in section
+    assert f"`workers.drain_timeout` ({DRAIN_TIMEOUT:.0f} s)" in section
