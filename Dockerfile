@@ -76,6 +76,8 @@ ENV PATH=/opt/helix/bin:$PATH \
 # Numeric, so that a runtime can check it is not root (Kubernetes' runAsNonRoot).
 USER 10001:10001
 WORKDIR /var/lib/helix
+# No HEALTHCHECK: the default command is a worker, which serves no HTTP; compose.yaml gives the API
+# service one (/readyz).
 EXPOSE 8600
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/bin/tini", "--", "helix"]
