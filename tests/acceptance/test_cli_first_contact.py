@@ -87,8 +87,18 @@ def test_help_groups_commands_in_panels_and_offers_completion(newcomer: Cli) -> 
     assert "--show-completion" in shown
     assert not re.search(r"│ workers ", shown)  # the old name still works, but is not advertised
     assert re.search(r"│ worker\s+Run a worker", shown)
-    script = newcomer("--show-completion", "bash").stdout
-    assert "_HELIX_COMPLETE" in script
+    # Typer names the shell from the process's ancestry (shellingham): run it from bash, as a person
+    # would, whatever started the test (pytest-xdist workers have no shell above them).
+    shown = subprocess.run(
+        ["bash", "-c", f"{HELIX} --show-completion; exit $?"],
+        cwd=newcomer.cwd,
+        env=newcomer.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "_HELIX_COMPLETE" in shown.stdout
 
 
 def test_import_of_the_cli_loads_no_heavy_module() -> None:
