@@ -165,6 +165,17 @@ async def test_pruning_counts_before_it_deletes(store: Store) -> None:
     assert at(got, "helix_llm_calls_total", provider="p", model="m", outcome="ok") == 2
 
 
+async def test_a_refused_landing_counts_as_a_sandbox_refusal(store: Store) -> None:
+    job = await store.create_job(spec(t("a", type="design")))
+    claim = await claim_one(store)
+    await store.record_refusal(claim.task.id, "stale", "landing_refused", 1, "w1", reason="lease lost")
+    await store.rollup_metrics()
+    got = await counters(store)
+    assert at(got, "helix_sandbox_refusals_total", kind="landing") == 1
+    assert at(got, "helix_tasks_claimed_total", type="design") == 1
+    assert job.id
+
+
 async def test_racing_rollups_count_each_row_once(store: Store, open_store: OpenStore) -> None:
     other = await open_store()
     job = await store.create_job(spec(*[t(f"k{i}") for i in range(40)]))
