@@ -87,7 +87,7 @@ def _raw_insert_s(url: str) -> float:
     path = url.split("///", 1)[1]
     tables = ("jobs", "tasks", "task_dependencies", "events")
     with sqlite3.connect(path) as source:
-        rows = {t: source.execute(f"SELECT * FROM {t}").fetchall() for t in tables}  # noqa: S608
+        rows = {t: source.execute(f"SELECT * FROM {t}").fetchall() for t in tables}
         schema = [
             sql
             for (sql,) in source.execute(
@@ -107,7 +107,7 @@ def _raw_insert_s(url: str) -> float:
         for table in tables:
             if rows[table]:
                 marks = ",".join("?" * len(rows[table][0]))
-                target.executemany(f"INSERT INTO {table} VALUES ({marks})", rows[table])  # noqa: S608
+                target.executemany(f"INSERT INTO {table} VALUES ({marks})", rows[table])
         target.execute("COMMIT")
         return time.perf_counter() - started
     finally:

@@ -24,8 +24,9 @@ import sqlalchemy as sa
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.models import Claim, Event
 from helixcode.domain.plan import JobSpec, parse_plan
+from helixcode.store.retention import DAY
 from helixcode.store.store import Store
-from helixcode.store.tables import results, tasks
+from helixcode.store.tables import events, jobs, results, tasks
 
 #: The ``open_store`` fixture (``tests/integration/conftest.py``): another Store on the test's database,
 #: with settings overridden: ``await open_store(lease_ttl=0.1, workers={"capacity_floor": 1})``.
@@ -35,6 +36,7 @@ __all__ = [
     "EVENT_STATUS",
     "NOT_TRANSITIONS",
     "OpenStore",
+    "age",
     "claim_one",
     "event_kinds",
     "free_port",
@@ -123,6 +125,20 @@ async def run_to_end(
             else:
                 await store.complete(c.task.id, c.token)
     return order
+
+
+async def age(store: Store, job_id: str, days: float) -> None:
+    """Move a job's clock back: its times and its events' times, ``days`` earlier (for retention)."""
+    shift = days * DAY
+    async with store._write() as conn:
+        await conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(created_at=jobs.c.created_at - shift, finished_at=jobs.c.finished_at - shift)
+        )
+        await conn.execute(
+            events.update().where(events.c.job_id == job_id).values(created_at=events.c.created_at - shift)
+        )
 
 
 async def event_kinds(store: Store, job_id: str, key: str) -> list[str]:

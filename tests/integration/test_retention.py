@@ -22,7 +22,7 @@ from helixcode.store.tables import (
     workers,
 )
 from helixcode.worker.reaper import Reaper
-from tests.helpers import claim_one, run_to_end, spec, t
+from tests.helpers import age, claim_one, run_to_end, spec, t
 
 
 async def finished_job(store: Store, name: str, size: int = 3) -> str:
@@ -49,20 +49,6 @@ async def finished_job(store: Store, name: str, size: int = 3) -> str:
     await run_to_end(store, job.id)
     assert (await store.job_summary(job.id)).job.status is JobStatus.SUCCEEDED
     return job.id
-
-
-async def age(store: Store, job_id: str, days: float) -> None:
-    """Move a job's clock back: its times and its events' times, ``days`` earlier."""
-    shift = days * DAY
-    async with store._write() as conn:
-        await conn.execute(
-            jobs.update()
-            .where(jobs.c.id == job_id)
-            .values(created_at=jobs.c.created_at - shift, finished_at=jobs.c.finished_at - shift)
-        )
-        await conn.execute(
-            events.update().where(events.c.job_id == job_id).values(created_at=events.c.created_at - shift)
-        )
 
 
 async def count(store: Store, table: sa.Table, *where: sa.ColumnElement[bool]) -> int:

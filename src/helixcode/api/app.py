@@ -1,7 +1,7 @@
 """The REST API's application factory: ``create_app(settings)`` gives an ASGI app for uvicorn.
 
 The app opens one Store (and one TaskManager over it) for its lifetime; the LLM manager is built on
-first use (only ``/providers`` and metrics need it). Every route but ``/healthz`` and ``/readyz``
+first use (only ``/providers`` needs it). Every route but ``/healthz`` and ``/readyz``
 requires a bearer token; the OpenAPI schema and its docs page describe the API and are public.
 """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["ROLES", "ApiToken", "AttemptRecord", "QueueCounts", "Role", "WorkerInfo"]
+__all__ = ["ROLES", "ApiToken", "AttemptRecord", "Role", "WorkerInfo"]
 
 Role = Literal["viewer", "operator", "admin"]
 #: Weakest first: a role may do what every role before it may.
@@ -56,15 +56,6 @@ class AttemptRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class QueueCounts:
-    """Tasks by status and events by kind, over the whole database."""
-
-    tasks: dict[str, int]
-    events: dict[str, int]
-    lease_losses: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from helixcode.domain.enums import Criticality, JobStatus, TaskStatus
 from helixcode.domain.models import Checkpoint, Claim
-from helixcode.store.base import EMPTY_JSONB, StoreBase, const, event, status_is
+from helixcode.store.base import StoreBase, const, event, status_is
 from helixcode.store.database import db_now
 from helixcode.store.rows import checkpoint_from_row, task_from_row, with_doubles
 from helixcode.store.tables import checkpoints, events, jobs, tasks, workers
@@ -27,6 +27,13 @@ from helixcode.store.tables import checkpoints, events, jobs, tasks, workers
 __all__ = ["ClaimOps"]
 
 S = TaskStatus
+
+
+def _waited(row: Mapping[str, Any]) -> float | None:
+    """Seconds a claimed task waited, ready, for its claim (None if it has no ready time)."""
+    if row["ready_at"] is None or row["started_at"] is None:
+        return None
+    return round(max(0.0, float(row["started_at"]) - float(row["ready_at"])), 3)
 
 
 class new_token(FunctionElement[str]):  # noqa: N801 - reads like the SQL function it is
@@ -132,6 +139,7 @@ class ClaimOps(StoreBase):
                         task_id=r["id"],
                         attempt=r["attempts"],
                         worker_id=worker_id,
+                        wait=_waited(r),
                     )
                     for r in rows
                 ],
@@ -162,13 +170,15 @@ class ClaimOps(StoreBase):
         """PostgreSQL: the claim (``claimed``) and its events, as data-modifying CTEs; with ``gate``,
         only when that CTE has a row."""
         claimed = self._claim_update(gate).cte("claimed")
+        # How long the task waited, ready, for a claim (the metrics' claim latency).
+        waited = sa.func.round(sa.cast(claimed.c.started_at - claimed.c.ready_at, sa.Numeric), const(3))
         logged = events.insert().from_select(
             ["job_id", "task_id", "kind", "details", "attempt", "worker_id", "created_at"],
             sa.select(
                 claimed.c.job_id,
                 claimed.c.id,
                 const("claimed"),
-                EMPTY_JSONB,
+                sa.func.jsonb_build_object(const("wait"), waited),
                 claimed.c.attempts,
                 sa.bindparam("p_worker", type_=sa.String()),
                 claimed.c.started_at,
@@ -237,6 +247,7 @@ class ClaimOps(StoreBase):
             tasks.c.job_id,
             tasks.c.attempts,
             tasks.c.started_at,
+            tasks.c.ready_at,
             sa.func.row_to_json(tasks.table_valued()).label("task"),
         )
 

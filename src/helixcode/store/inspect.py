@@ -1,12 +1,11 @@
-"""Read-only views the API and MCP edges need beyond the job views: attempts, one task's events,
-and the counters behind ``/metrics``."""
+"""Read-only views the API and MCP edges need beyond the job views: attempts and one task's events."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 from helixcode.domain.models import Event
-from helixcode.domain.records import AttemptRecord, QueueCounts
+from helixcode.domain.records import AttemptRecord
 from helixcode.store.base import StoreBase
 from helixcode.store.rows import event_from_row
 from helixcode.store.tables import events, results, tasks
@@ -44,25 +43,3 @@ class InspectOps(StoreBase):
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [event_from_row(r, r["task_key"]) for r in rows]
-
-    async def queue_counts(self) -> QueueCounts:
-        """Counts for metrics: two grouped scans, cheap next to a scrape interval."""
-        async with self._read() as conn:
-            by_status = (
-                await conn.execute(sa.select(tasks.c.status, sa.func.count()).group_by(tasks.c.status))
-            ).all()
-            by_kind = (
-                await conn.execute(sa.select(events.c.kind, sa.func.count()).group_by(events.c.kind))
-            ).all()
-            expired = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        events.c.kind == "requeued", events.c.details["reason"].as_string() == "lease expired"
-                    )
-                )
-            ).scalar_one()
-        return QueueCounts(
-            tasks={str(s): int(n) for s, n in by_status},
-            events={str(k): int(n) for k, n in by_kind},
-            lease_losses=int(expired),
-        )

@@ -574,6 +574,7 @@ class QueueOps(GraphOps):
                         worker_id=row["lease_owner"],
                         error=error[:2000],
                         failures=failures,
+                        duration=round(now - (row["started_at"] or now), 3),
                         **extra,
                     )
                 ],

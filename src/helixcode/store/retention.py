@@ -14,6 +14,10 @@ go on claiming between the batches. The reaper's leader runs a pass every ``inte
 a cap on batches (the rest waits for the next pass); ``helix db prune`` runs until nothing is left.
 Scans are bounded too: events are visited in primary-key order from the oldest, and a batch whose
 first rows are young ends the pass instead of scanning the whole table for old rows.
+
+The logs (events, model calls) feed the fleet's counters (``store.metrics``), which must never go
+down: a pass first rolls the logs up (with the same cap on batches), prunes jobs and events only once
+that rollup has caught up, and never deletes a log row past the rollup's cursor.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import asdict, dataclass
 import sqlalchemy as sa
 
 from helixcode.domain.enums import JobStatus
-from helixcode.store.base import StoreBase
+from helixcode.store.metrics import MetricsOps
 from helixcode.store.tables import events, jobs, llm_calls, notifications, results, tasks, workers
 
 __all__ = ["Pruned", "RetentionOps"]
@@ -62,7 +66,7 @@ class Pruned:
         return asdict(self)
 
 
-class RetentionOps(StoreBase):
+class RetentionOps(MetricsOps):
     async def prune(
         self,
         *,
@@ -78,14 +82,15 @@ class RetentionOps(StoreBase):
         budget = _Budget(max_batches)
         done = Pruned()
         now = await self.now()
-        if jobs_days > 0:
+        caught_up = not (await self.rollup_metrics(max_batches=max_batches)).more
+        if caught_up and jobs_days > 0:
             await self._prune_jobs(now - jobs_days * DAY, budget, done)
-        if events_days > 0:
+        if caught_up and events_days > 0:
             await self._prune_events(now - events_days * DAY, budget, done)
             await self._prune_notifications(now - events_days * DAY, budget, done)
         if cfg.workers_days > 0:
             await self._prune_workers(now - cfg.workers_days * DAY, budget, done)
-        done.more = budget.exhausted
+        done.more = budget.exhausted or not caught_up
         return done
 
     async def _prune_jobs(self, cutoff: float, budget: _Budget, done: Pruned) -> None:
@@ -117,7 +122,9 @@ class RetentionOps(StoreBase):
         for table, counter in ((events, "events"), (llm_calls, "llm_calls")):
             while True:
                 picked = sa.select(table.c.id).where(table.c.job_id == job_id).limit(size)
-                deleted = await self._delete(table.delete().where(table.c.id.in_(picked.scalar_subquery())))
+                deleted = await self._delete(
+                    table.delete().where(table.c.id.in_(picked.scalar_subquery())), table
+                )
                 setattr(done, counter, getattr(done, counter) + deleted)
                 if deleted < size:
                     break
@@ -158,7 +165,9 @@ class RetentionOps(StoreBase):
             # (ids grow with time, so when the oldest are young there is nothing left to prune).
             oldest = sa.select(events.c.id, events.c.created_at).order_by(events.c.id).limit(size).subquery()
             old = sa.select(oldest.c.id).where(oldest.c.created_at < cutoff)
-            deleted = await self._delete(events.delete().where(events.c.id.in_(old.scalar_subquery())))
+            deleted = await self._delete(
+                events.delete().where(events.c.id.in_(old.scalar_subquery())), events
+            )
             done.events += deleted
             if deleted < size:
                 return
@@ -190,9 +199,16 @@ class RetentionOps(StoreBase):
             if deleted < size:
                 return
 
-    async def _delete(self, statement: sa.Delete) -> int:
+    async def _delete(self, statement: sa.Delete, log: sa.Table | None = None) -> int:
+        """Run one bounded delete; of a log (``log``), only rows the metrics rollup has counted."""
         async with self._write() as conn:
-            return int((await conn.execute(statement)).rowcount)
+            if log is None:
+                return int((await conn.execute(statement)).rowcount)
+            counted = await self._rolled_up_to(conn, log)
+            deleted = int((await conn.execute(statement.where(log.c.id <= counted))).rowcount)
+            if deleted:
+                await self._after_log_delete(conn, log)
+            return deleted
 
 
 class _Budget:

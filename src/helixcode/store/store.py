@@ -4,7 +4,8 @@ Its parts live in their own modules over a shared ``StoreBase``: ``claims`` (lea
 ``graph`` (what a finished task changes for its job), ``queue`` (writes under a lease, outcomes,
 maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``,
 ``limits`` (the fleet's shared LLM limits), ``usage`` (every model call's tokens and cost),
-``retention`` (pruning finished work by policy), ``outbox`` (notifications to deliver). Dialect
+``metrics`` (the logs rolled up into the fleet's counters), ``retention`` (pruning finished work by
+policy, after the metrics have counted it), ``outbox`` (notifications to deliver). Dialect
 differences (SQLite vs PostgreSQL) stay inside this package.
 """
 

@@ -20,6 +20,8 @@ __all__ = [
     "jobs",
     "locks",
     "metadata",
+    "metric_counters",
+    "metric_cursors",
     "notifications",
     "results",
     "task_dependencies",
@@ -312,4 +314,28 @@ notifications = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     # What is due: the pending rows only, so delivered ones cost the claim nothing.
     _partial("ix_notifications_due", ["next_attempt_at"], "status = 'pending'"),
+)
+
+#: The fleet's metrics as durable counters (``store.metrics``): one row per Prometheus sample as it is
+#: exposed (``helix_tasks_claimed_total``, ``..._bucket`` with its ``le``, ``..._sum``), its labels as
+#: canonical JSON text (``domain.metrics.labels_key``). Rows only ever grow; nothing prunes them.
+metric_counters = sa.Table(
+    "metric_counters",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("labels", sa.Text, primary_key=True),
+    sa.Column("value", sa.Double, nullable=False),
+)
+
+#: How far each log (``events``, ``llm_calls``) has been rolled up into ``metric_counters``: every id up
+#: to ``last_id`` but the ``gaps`` (PostgreSQL ids that may still commit; ``domain.metrics.Cursor``).
+#: ``version`` changes with every advance, so that two rollups racing cannot both count a batch.
+metric_cursors = sa.Table(
+    "metric_cursors",
+    metadata,
+    sa.Column("source", sa.String(32), primary_key=True),
+    sa.Column("last_id", sa.BigInteger, nullable=False),
+    sa.Column("gaps", Json, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
 )

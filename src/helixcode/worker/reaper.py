@@ -3,11 +3,12 @@
 It marks silent workers lost and requeues their tasks (the next attempt resumes from the latest
 checkpoint with a new lease token), requeues expired leases, moves due retries to ready, ages waiting
 tasks, and pauses or resumes low-criticality tasks as healthy capacity crosses the configured floor.
-Every ``retention.interval`` it also prunes finished work by policy, a few batches at a time
-(``store.retention``). With ``[notify.*]`` targets configured, the leader also delivers the
-notifications outbox (``worker.notify``): a pass starts each tick unless the last is still sending, so a
-slow receiver never holds up maintenance or the renewal of the leader's lease. Every worker runs one;
-only the leader works, the others stand by to take over.
+Every tick it also rolls what the logs gained into the fleet's metrics (``store.metrics``), so the
+counters trail the logs by one tick. Every ``retention.interval`` it prunes finished work by policy, a
+few batches at a time (``store.retention``). With ``[notify.*]`` targets configured, the leader also
+delivers the notifications outbox (``worker.notify``): a pass starts each tick unless the last is still
+sending, so a slow receiver never holds up maintenance or the renewal of the leader's lease. Every
+worker runs one; only the leader works, the others stand by to take over.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 PRUNE_BATCHES_PER_TICK = 10
 #: The longest a stopping worker spends delivering notifications that are due.
 FLUSH_SECONDS = 5.0
+#: Rollup transactions per log per tick, each of at most ``store.metrics.ROLLUP_BATCH`` rows: a backlog
+#: (the whole retained log, after an upgrade) drains over several ticks.
+ROLLUP_BATCHES_PER_TICK = 10
 
 
 class Reaper:
@@ -79,6 +83,7 @@ class Reaper:
         except StoreError as exc:
             log.warning("maintenance failed: %s", exc, extra={"action": "reaper.error"})
             return None
+        await self._rollup()
         if time.monotonic() >= self._next_prune:
             await self._prune()
         self._send_notifications()
@@ -112,6 +117,12 @@ class Reaper:
             self._sending.cancel()
             await asyncio.gather(self._sending, return_exceptions=True)
             self._sending = None
+
+    async def _rollup(self) -> None:
+        try:
+            await self.store.rollup_metrics(max_batches=ROLLUP_BATCHES_PER_TICK)
+        except StoreError as exc:
+            log.warning("metrics rollup failed: %s", exc, extra={"action": "reaper.rollup_error"})
 
     async def _prune(self) -> None:
         """A capped pass; when it stopped with work left, the next comes after one tick, not a whole

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from helixcode.api.deps import StoreDep, Viewer
@@ -41,9 +41,7 @@ async def readyz(store: StoreDep) -> Any:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **PROBLEM_RESPONSES},
 )
-async def metrics(request: Request, store: StoreDep, _: Viewer) -> Response:
-    counts = await store.queue_counts()
+async def metrics(store: StoreDep, _: Viewer) -> Response:
+    snapshot = await store.metrics_snapshot()
     workers = await store.list_workers(include_stopped=False)
-    llm = request.app.state.llm.manager
-    records = list(llm.records) if llm is not None else []
-    return Response(render_metrics(counts, workers, records), media_type=CONTENT_TYPE)
+    return Response(render_metrics(snapshot, workers), media_type=CONTENT_TYPE)
