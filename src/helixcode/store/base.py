@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self, TypeVar
 
 import sqlalchemy as sa
+from pydantic_core import to_json
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -40,6 +42,9 @@ _Stmt = TypeVar("_Stmt", bound=sa.Executable)
 
 DONE = (TaskStatus.SUCCEEDED.value, TaskStatus.SKIPPED.value)
 
+
+#: From this many rows, an insert goes through ``StoreBase._bulk_insert`` (a submission, an expansion).
+BULK_ROWS = 256
 
 #: The PostgreSQL channel idle workers LISTEN on, and the events that make a task claimable.
 READY_CHANNEL = "helix_ready"
@@ -241,11 +246,39 @@ class StoreBase:
         task events)."""
         if not rows:
             return
-        await conn.execute(events.insert(), list(rows))
+        if len(rows) >= BULK_ROWS:
+            await self._bulk_insert(conn, events, rows)
+        else:
+            await conn.execute(events.insert(), list(rows))
         if self.dialect == "postgresql" and any(r["kind"] in WAKING_EVENTS for r in rows):
             await conn.execute(sa.select(sa.func.pg_notify(READY_CHANNEL, "")))
         if self.settings.notify and (notices := notices_from_events(rows)):
             await self._notify(conn, notices)
+
+    async def _bulk_insert(
+        self, conn: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Insert many rows (all with the same keys) with one driver ``executemany``, past SQLAlchemy's
+        per-row parameter processing, which costs more than the database for a large graph: 100,000
+        tasks spent 1.5 s building parameters and 2 s encoding their JSON with the json module."""
+        if not rows:
+            return
+        names = list(rows[0])
+        json_at = [i for i, name in enumerate(names) if isinstance(table.c[name].type, sa.JSON)]
+        pg = self.dialect == "postgresql"
+        marks = ", ".join(
+            ("CAST(%s AS JSONB)" if i in json_at else "%s") if pg else "?" for i in range(len(names))
+        )
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"
+        pick = operator.itemgetter(*names)
+        data: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(pick(row)) if len(names) > 1 else [row[names[0]]]
+            for i in json_at:
+                if values[i] is not None:
+                    values[i] = to_json(values[i]).decode()  # pydantic-core's encoder, in Rust
+            data.append(tuple(values))
+        await conn.exec_driver_sql(sql, data)
 
     async def _notify(self, conn: AsyncConnection, notices: Sequence[Notice]) -> None:
         """Queue notifications of these notices in the caller's transaction: ``store.outbox`` does

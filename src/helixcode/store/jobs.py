@@ -74,12 +74,11 @@ class JobOps(StoreBase):
             ]
             # A plain executemany (the drivers' fast path), then the ids in one query: far quicker for
             # large graphs than RETURNING, which SQLAlchemy must batch and sort.
-            await conn.execute(tasks.insert(), rows)
+            await self._bulk_insert(conn, tasks, rows)
             found = await conn.execute(sa.select(tasks.c.key, tasks.c.id).where(tasks.c.job_id == job_id))
             ids: dict[str, int] = {key: task_id for key, task_id in found.all()}
             deps = [{"task_id": ids[t.id], "depends_on_id": ids[d]} for t in spec.tasks for d in t.depends_on]
-            if deps:
-                await conn.execute(task_dependencies.insert(), deps)
+            await self._bulk_insert(conn, task_dependencies, deps)
             created = [event(job_id, "created", now, tasks=len(rows))]
             ready = [event(job_id, "ready", now, task_id=ids[t.id]) for t in spec.tasks if not t.depends_on]
             await self._events(conn, created + ready)
