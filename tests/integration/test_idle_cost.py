@@ -71,7 +71,7 @@ async def test_an_idle_worker_costs_a_few_round_trips_a_minute_and_still_wakes_a
         await wait_until(lambda: bool(leader.reaper and leader.reaper.leading))
         running.append(asyncio.create_task(idle.run()))
         # started, listening, first claims made
-        await wait_until(lambda: bool(idle._listener and idle._listener.connected.is_set()))
+        await wait_until(lambda: bool(idle._hub and idle._hub.connected.is_set()))
         await asyncio.sleep(2.0)  # past its first claims and its first look at the leader
         counter = Counter(idle.store)
         await asyncio.sleep(IDLE_SECONDS)

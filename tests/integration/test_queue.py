@@ -24,7 +24,7 @@ from helixcode.store import queue as queue_module
 from helixcode.store.queue import CheckpointTooLarge
 from helixcode.store.store import Store
 from helixcode.store.tables import tasks
-from helixcode.worker.wakeup import ReadyListener
+from helixcode.worker.wakeup import ReadyListener, WakeHub
 from tests.helpers import OpenStore, claim_one, event_kinds, result_rows, run_to_end, spec, statuses, t
 
 S = TaskStatus
@@ -511,23 +511,60 @@ async def test_idle_workers_are_woken_exactly_when_a_completion_frees_a_task(pg_
     settings = Settings(database=DatabaseSettings(url=pg_database))
     store = await Store.open(settings)
     wake = asyncio.Event()
-    listener = ReadyListener(settings.database.url, wake)
+    payloads: list[str | None] = []
+
+    def on_note(payload: str | None) -> None:
+        payloads.append(payload)
+        wake.set()
+
+    listener = ReadyListener(settings.database.url, on_note)
     listening = asyncio.create_task(listener.run())
     try:
-        job = await store.create_job(spec(t("a"), t("b"), t("after", "a", "b")))
+        job = await store.create_job(spec(t("a"), t("b"), t("after", "a", "b"), t("after2", "a", "b")))
         a, b = await store.claim("w1", limit=2)
         await asyncio.wait_for(listener.connected.wait(), 10)
         await asyncio.sleep(0.1)
         wake.clear()
+        payloads.clear()
         await store.complete(a.task.id, a.token)
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(wake.wait(), 0.5)  # 'after' still waits on 'b'
         await store.complete(b.task.id, b.token)
         await asyncio.wait_for(wake.wait(), 5)
         assert (await statuses(store, job.id))["after"] is S.READY
+        assert payloads == ["2"], "one notification, counting the tasks it made claimable"
     finally:
         listening.cancel()
         await asyncio.gather(listening, return_exceptions=True)
+        await store.aclose()
+
+
+@pytest.mark.postgres
+async def test_one_notification_wakes_as_many_idle_workers_as_tasks_became_ready(pg_database: str) -> None:
+    """A process's workers share one LISTEN (``WakeHub``): three tasks made ready wake three of its ten
+    idle workers, not ten; a worker that is not waiting is never woken."""
+    settings = Settings(database=DatabaseSettings(url=pg_database))
+    store = await Store.open(settings)
+    hub = WakeHub.shared(settings.database.url)
+    wakes = [asyncio.Event() for _ in range(10)]
+    for wake in wakes:
+        hub.join(wake)
+    try:
+        await asyncio.wait_for(hub.connected.wait(), 10)
+        await asyncio.sleep(0.1)
+        for wake in wakes[:9]:  # the tenth is busy
+            wake.clear()
+            hub.waiting(wake)
+        wakes[9].clear()
+        before = hub.woken
+        await store.create_job(spec(t("x"), t("y"), t("z")))
+        await asyncio.wait_for(wakes[0].wait(), 5)
+        await asyncio.sleep(0.3)
+        assert [w.is_set() for w in wakes] == [True] * 3 + [False] * 7
+        assert hub.woken - before == 3
+    finally:
+        for wake in wakes:
+            await hub.leave(wake)
         await store.aclose()
 
 

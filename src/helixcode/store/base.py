@@ -250,8 +250,10 @@ class StoreBase:
             await self._bulk_insert(conn, events, rows)
         else:
             await conn.execute(events.insert(), list(rows))
-        if self.dialect == "postgresql" and any(r["kind"] in WAKING_EVENTS for r in rows):
-            await conn.execute(sa.select(sa.func.pg_notify(READY_CHANNEL, "")))
+        if self.dialect == "postgresql" and (woken := sum(r["kind"] in WAKING_EVENTS for r in rows)):
+            # The payload says how many tasks became claimable: a process wakes that many of its idle
+            # workers, not all (``worker.wakeup.WakeHub``).
+            await conn.execute(sa.select(sa.func.pg_notify(READY_CHANNEL, str(woken))))
         if self.settings.notify and (notices := notices_from_events(rows)):
             await self._notify(conn, notices)
 

@@ -506,12 +506,14 @@ class QueueOps(GraphOps):
             .returning(events.c.id)
             .cte("ready_logged")
         )
+        # One notification whose payload counts the tasks made ready (``worker.wakeup.WakeHub`` wakes
+        # that many idle workers per process), none when nothing became ready.
+        made_ready = sa.select(sa.func.count()).select_from(ready_logged).scalar_subquery()
         woke = (
             sa.select(sa.func.count())
             .select_from(
-                sa.select(sa.func.pg_notify(const(READY_CHANNEL), const("")))
-                .select_from(ready_logged)
-                .limit(const(1))
+                sa.select(sa.func.pg_notify(const(READY_CHANNEL), sa.cast(made_ready, sa.Text)))
+                .where(made_ready > const(0))
                 .subquery()
             )
             .scalar_subquery()

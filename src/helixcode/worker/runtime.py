@@ -36,7 +36,7 @@ from helixcode.worker.acks import AckBatcher, Completion
 from helixcode.worker.capabilities import detect_capabilities, llm_capabilities, sandbox_probe
 from helixcode.worker.reaper import Reaper
 from helixcode.worker.resources import ResourceSampler
-from helixcode.worker.wakeup import ReadyListener
+from helixcode.worker.wakeup import WakeHub
 
 __all__ = ["Worker", "WorkerOptions"]
 
@@ -106,7 +106,7 @@ class Worker:
         self._running: dict[int, _Running] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._listener: ReadyListener | None = None
+        self._hub: WakeHub | None = None  # the process's LISTEN, shared by its workers
         self._work_started = asyncio.Event()  # the idle heartbeat's early wake-up
         self._acks = AckBatcher(self._ack_batch, options.concurrency) if options.batch_acks else None
 
@@ -164,8 +164,8 @@ class Worker:
             helpers.append(asyncio.create_task(self.reaper.run(), name="reaper"))
         db = self.settings.database
         if self.store.dialect == "postgresql" and db.listen:
-            self._listener = ReadyListener(db.listen_url or db.url, self._wake)
-            helpers.append(asyncio.create_task(self._listener.run(), name="listener"))
+            self._hub = WakeHub.shared(db.listen_url or db.url)
+            self._hub.join(self._wake)
         for helper in helpers:
             helper.add_done_callback(self._helper_died)
         try:
@@ -175,6 +175,8 @@ class Worker:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            if self._hub is not None:
+                await self._hub.leave(self._wake)
             if self.reaper is not None:
                 await self.reaper.flush_notifications()
             with contextlib.suppress(StoreError):
@@ -220,15 +222,24 @@ class Worker:
                 await self._guarded(self.store.maintain(wait=True), None)
                 return
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), idle_wait)
+            # With a free slot, a NOTIFY may wake us (the hub wakes as many as tasks became ready);
+            # with none, only a task of ours that ends does.
+            hub = self._hub if free > 0 else None
+            if hub is not None:
+                hub.waiting(self._wake)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), idle_wait)
+            finally:
+                if hub is not None:
+                    hub.busy(self._wake)
             idle_wait = min(idle_wait * 2, self._longest_wait(poll))
 
     def _first_wait(self, poll: float) -> float:
         return poll if self._listening() else min(0.05, poll)
 
     def _listening(self) -> bool:
-        return self._listener is not None and self._listener.connected.is_set()
+        return self._hub is not None and self._hub.connected.is_set()
 
     def _longest_wait(self, poll: float) -> float:
         """While LISTEN is connected every wake-up comes by NOTIFY (due retries too: the reaper's

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import ClassVar
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -15,7 +17,7 @@ from sqlalchemy.engine import make_url
 from helixcode.store.base import READY_CHANNEL
 from helixcode.store.database import application_name
 
-__all__ = ["ReadyListener", "libpq_dsn"]
+__all__ = ["ReadyListener", "WakeHub", "libpq_dsn"]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,12 @@ def libpq_dsn(url: str) -> str:
 
 
 class ReadyListener:
-    def __init__(self, url: str, wake: asyncio.Event) -> None:
+    """The LISTEN connection: calls ``on_note`` with each notification's payload, and with None when it
+    (re)connects (anything may have become ready while it was away)."""
+
+    def __init__(self, url: str, on_note: Callable[[str | None], None]) -> None:
         self.dsn = libpq_dsn(url)
-        self.wake = wake
+        self.on_note = on_note
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
@@ -56,11 +61,73 @@ class ReadyListener:
                     await conn.execute(f"LISTEN {READY_CHANNEL}")
                     self.connected.set()
                     delay = 0.1
-                    self.wake.set()  # anything that became ready while we were away
-                    async for _note in conn.notifies():
-                        self.wake.set()
+                    self.on_note(None)
+                    async for note in conn.notifies():
+                        self.on_note(note.payload)
             except (psycopg.Error, OSError) as exc:
                 self.connected.clear()
                 log.info("listener disconnected: %s", exc, extra={"action": "worker.listen_error"})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+class WakeHub:
+    """One LISTEN connection for every worker of a process, and a notification wakes as many idle
+    workers as it says tasks became ready (its payload), not all of them: a process that runs many
+    worker identities (or a bench that simulates a thousand) must not wake a thousand claims for one
+    task. A notification without a count, and every reconnect, wakes all idle workers.
+
+    ``shared(url)`` gives the process's hub for a database (per event loop); workers ``join`` with
+    their wake-up event, say when they are ``waiting``, and ``leave`` when they stop; the listener runs
+    while anyone is joined."""
+
+    _hubs: ClassVar[dict[tuple[str, int], WakeHub]] = {}
+
+    def __init__(self, url: str) -> None:
+        self.listener = ReadyListener(url, self._on_note)
+        self.connected = self.listener.connected
+        self._members: set[asyncio.Event] = set()
+        self._idle: dict[asyncio.Event, None] = {}  # insertion-ordered: the longest waiting first
+        self._task: asyncio.Task[None] | None = None
+        self.woken = 0  # workers woken so far (for the bench's "how many does one NOTIFY wake")
+        self.notes = 0
+
+    @classmethod
+    def shared(cls, url: str) -> WakeHub:
+        key = (libpq_dsn(url), id(asyncio.get_running_loop()))
+        hub = cls._hubs.get(key)
+        if hub is None:
+            hub = cls._hubs[key] = cls(url)
+        return hub
+
+    def join(self, wake: asyncio.Event) -> None:
+        self._members.add(wake)
+        if self._task is None:
+            self._task = asyncio.create_task(self.listener.run(), name="listener")
+
+    async def leave(self, wake: asyncio.Event) -> None:
+        self._members.discard(wake)
+        self._idle.pop(wake, None)
+        if not self._members and self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self.connected.clear()
+            for key, hub in list(self._hubs.items()):
+                if hub is self:
+                    del self._hubs[key]
+
+    def waiting(self, wake: asyncio.Event) -> None:
+        self._idle[wake] = None
+
+    def busy(self, wake: asyncio.Event) -> None:
+        self._idle.pop(wake, None)
+
+    def _on_note(self, payload: str | None) -> None:
+        self.notes += 1
+        count = int(payload) if payload and payload.isdigit() else None
+        chosen = list(self._idle) if count is None else list(self._idle)[:count]
+        for wake in chosen:
+            del self._idle[wake]
+            wake.set()
+        self.woken += len(chosen)
