@@ -1,0 +1,261 @@
+"""Measure 8, a thousand workers on one PostgreSQL: what an idle fleet costs the database, claim latency
+while it drains 20,000 tasks, and how many workers one NOTIFY wakes.
+
+The workers are real ``Worker`` runtimes (real registration, heartbeats, reaper standbys, claims,
+LISTEN wake-ups), many per process as a big host would run them: ``PROCESSES`` child processes each
+run their share on one ``Store`` (``database.pool_size`` connections) and one LISTEN connection (the
+process's ``WakeHub``). Database CPU is read from ``/proc`` for every ``postgres`` process of the
+server (background processes included), so it is an upper bound on what the fleet costs.
+
+Children are driven through files in a shared folder: each writes its counters (workers woken,
+notifications seen, claim latencies) to ``<pid>.json`` every half second and stops when ``stop``
+appears.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from bench.common import ROOT, Mode, fresh_pg, helix_url, percentile
+from bench.report import Report, Row
+
+__all__ = ["run"]
+
+SECTION = "8. A thousand workers on one PostgreSQL"
+PROCESSES = 4
+
+
+def _postgres_cpu_seconds() -> float:
+    """User + system CPU seconds of every ``postgres`` process now running."""
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] in ("postgres", "postmaster"):
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+    return total
+
+
+def _counters(folder: Path) -> dict[str, Any]:
+    """The children's latest counters, summed (latencies concatenated)."""
+    out: dict[str, Any] = {"woken": 0, "notes": 0, "workers": 0, "claims_ms": [], "max_lag_ms": 0.0}
+    for path in folder.glob("*.json"):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        out["woken"] += data["woken"]
+        out["notes"] += data["notes"]
+        out["workers"] += data["workers"]
+        out["claims_ms"].extend(data["claims_ms"])
+        out["max_lag_ms"] = max(out["max_lag_ms"], data.get("max_lag_ms", 0.0))
+    return out
+
+
+def _wait(predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    end = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _job_done(dsn: str, job: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT status FROM jobs WHERE id = %s", (job,)).fetchone()
+    return row is not None and row[0] == "succeeded"
+
+
+def _submit(url: str, tasks: int) -> str:
+    from bench.drains import noop_plan
+    from bench.peers.helix_worker import settings_for
+    from helixcode.domain.plan import parse_plan
+    from helixcode.store.store import Store
+
+    async def go() -> str:
+        store = await Store.open(settings_for(url))
+        try:
+            return (await store.create_job(parse_plan(noop_plan(tasks)))).id
+        finally:
+            await store.aclose()
+
+    return asyncio.run(go())
+
+
+def run(mode: Mode, report: Report, log: Callable[[str], None]) -> None:
+    workers = 100 if mode.quick else 1000
+    drain = 2000 if mode.quick else 20_000
+    idle_window = 5.0 if mode.quick else 20.0
+    with fresh_pg("fleet") as dsn, tempfile.TemporaryDirectory() as tmp:
+        url = helix_url(dsn)
+        _submit(url, 1)  # migrates the schema; the one task is the first wake-up's
+        folder = Path(tmp)
+        per = workers // PROCESSES
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.fleet", url, str(per), str(folder)],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=(Path(os.environ.get("FLEET_LOGS", str(folder))) / f"child-{i}.log").open("w"),
+            )
+            for i in range(PROCESSES)
+        ]
+        try:
+            _wait(lambda: _counters(folder)["workers"] >= per * PROCESSES, 300, "the workers to start")
+            time.sleep(15 if not mode.quick else 5)  # past the first claims, elections and heartbeats
+            cpu0, t0 = _postgres_cpu_seconds(), time.monotonic()
+            time.sleep(idle_window)
+            idle_cpu = (_postgres_cpu_seconds() - cpu0) / (time.monotonic() - t0) * 100
+            before = _counters(folder)
+            job = _submit(url, 1)
+            _wait(lambda: _job_done(dsn, job), 60, "the single task")
+            time.sleep(1.0)
+            after = _counters(folder)
+            woken_by_one = after["woken"] - before["woken"]
+            claims_before = len(after["claims_ms"])
+            started = time.monotonic()
+            job = _submit(url, drain)
+            _wait(lambda: _job_done(dsn, job), 900, "the drain")
+            drain_s = time.monotonic() - started
+            time.sleep(1.0)
+            final = _counters(folder)
+            latencies = final["claims_ms"][claims_before:]
+            log(f"longest event-loop stall in a worker process: {final['max_lag_ms']:.0f} ms")
+        finally:
+            (folder / "stop").touch()
+            for child in children:
+                try:
+                    child.wait(120)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    log(
+        f"{workers} workers in {PROCESSES} processes: idle database CPU {idle_cpu:.1f}% of a core; "
+        f"one task woke {woken_by_one}; drain of {drain:,} in {drain_s:.1f}s ({drain / drain_s:.0f}/s), "
+        f"{len(latencies):,} claims, p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
+    report.add(
+        Row(
+            SECTION,
+            f"database CPU with {workers:,} idle workers",
+            "% of a core",
+            idle_cpu,
+            "",
+            "n/a: measured against the target",
+            higher_is_better=False,
+            target="<= 10%",
+            met=idle_cpu <= 10.0,
+        )
+    )
+    report.add(
+        Row(
+            SECTION,
+            f"claim latency during a {drain:,}-task drain (p99; p50 in the note)",
+            "ms",
+            p99,
+            "",
+            "n/a",
+            higher_is_better=False,
+            target="<= 50 ms",
+            met=p99 <= 50.0,
+            note=f"(p50 {p50:.1f} ms over {len(latencies):,} claims; {drain / drain_s:.0f} tasks/s)",
+        )
+    )
+    report.add(
+        Row(
+            SECTION,
+            f"workers one NOTIFY wakes (one task made ready, {workers:,} idle)",
+            "workers",
+            woken_by_one,
+            "",
+            "n/a",
+            higher_is_better=False,
+            target=f"<= {PROCESSES} (one per process)",
+            met=woken_by_one <= PROCESSES,
+        )
+    )
+
+
+# -- child: many workers in one process ----------------------------------------------------------------
+
+
+async def _child(url: str, count: int, folder: Path) -> None:
+    from helixcode.config import DatabaseSettings, Settings, TasksSettings, WorkersSettings
+    from helixcode.store.store import Store
+    from helixcode.worker.runtime import Worker, WorkerOptions
+
+    settings = Settings(
+        database=DatabaseSettings(url=url, pool_size=8),
+        tasks=TasksSettings(),
+        workers=WorkersSettings(),
+    )
+    store = await Store.open(settings, upgrade=False)
+    claims_ms: list[float] = []
+    claim = store.claim
+
+    async def timed_claim(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await claim(*args, **kwargs)
+        finally:
+            claims_ms.append((time.perf_counter() - started) * 1000)
+
+    store.claim = timed_claim  # type: ignore[method-assign]
+    lags: list[float] = []
+
+    async def loop_lag() -> None:  # the event loop's own delay: claims waiting on a busy loop, not SQL
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((time.perf_counter() - started - 0.01) * 1000)
+
+    lagging = asyncio.create_task(loop_lag())
+    options = WorkerOptions(concurrency=1, detect=False, sample_gpu=False)
+    fleet = [Worker(store, settings, options) for _ in range(count)]
+    running = [asyncio.create_task(w.run()) for w in fleet]
+    out = folder / f"{os.getpid()}.json"
+    try:
+        while not (folder / "stop").exists():
+            hub = next((w._hub for w in fleet if w._hub is not None), None)
+            out.write_text(
+                json.dumps(
+                    {
+                        "workers": sum(1 for w in fleet if w._hub is not None),
+                        "woken": hub.woken if hub else 0,
+                        "notes": hub.notes if hub else 0,
+                        "claims_ms": claims_ms,
+                        "max_lag_ms": max(lags, default=0.0),
+                    }
+                )
+            )
+            await asyncio.sleep(0.5)
+    finally:
+        for w in fleet:
+            w.stop()
+        await asyncio.gather(*running, return_exceptions=True)
+        lagging.cancel()
+        await store.aclose()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("count", type=int)
+    parser.add_argument("folder", type=Path)
+    a = parser.parse_args()
+    asyncio.run(_child(a.url, a.count, a.folder))
