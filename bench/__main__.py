@@ -1,7 +1,7 @@
 """``python -m bench [--quick] [--only NAME[,NAME]]``: run the measures, print one table, save it as JSON.
 
 Measures: throughput, handoff, makespan, recovery, scale, llm, sandbox, fleet (and ``profile``, run only
-when named: a pyinstrument profile of HelixCode's claim+complete loop).
+when named: a pyinstrument profile of HelixCode's claim+complete loop; and ``soak``, a million tasks).
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ def main() -> None:
         wanted.remove("profile")
         if not wanted:
             return
+    if "soak" in wanted:  # long: run only when named
+        from bench import soak
+
+        MEASURES["soak"] = soak.run
     unknown = set(wanted) - set(MEASURES)
     if unknown:
         parser.error(f"unknown measure(s): {', '.join(sorted(unknown))}")
