@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 
 from bench.common import wait_go
@@ -15,7 +16,8 @@ from helixcode.worker.runtime import Worker, WorkerOptions
 
 def settings_for(url: str, lease_ttl: float = 30.0, heartbeat: float = 5.0) -> Settings:
     return Settings(
-        database=DatabaseSettings(url=url),
+        # BENCH_POOL_SIZE: compare a worker process's connection budget (default: HelixCode's default).
+        database=DatabaseSettings(url=url, pool_size=int(os.environ.get("BENCH_POOL_SIZE", "1"))),
         tasks=TasksSettings(lease_ttl=lease_ttl, heartbeat_interval=heartbeat),
         workers=WorkersSettings(poll_interval=1.0),
     )
