@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from helixcode import tracing
-from helixcode.config import TracingSettings
+from helixcode.config import TracingSettings, load_settings
 from helixcode.domain.enums import Criticality, Priority, TaskStatus, TaskType
 from helixcode.domain.models import Claim, Task
 from helixcode.errors import ConfigError
@@ -273,3 +273,12 @@ def test_without_the_sdk_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
         tracing.configure(TracingSettings(enabled=True))
     assert not tracing.active()
     assert not tracing.configure(TracingSettings(enabled=False))  # off needs nothing
+
+
+def test_the_readmes_tracing_table_is_valid_config(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("### Traces")[1].split("```toml")[1].split("```")[0]
+    (tmp_path / "helix.toml").write_text(block)
+    settings = load_settings(tmp_path / "helix.toml").tracing
+    assert settings.enabled
+    assert tracing.traces_url(settings.endpoint or "") == "http://otel-collector:4318/v1/traces"
