@@ -29,6 +29,7 @@ Tests install an exporter of their own (the SDK's ``InMemorySpanExporter``) with
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -73,6 +74,9 @@ __all__ = [
 EXTRA_HINT = "pip install 'helixcode[otel]'"
 #: Outcomes of an attempt (``worker.runtime``) that mark its span as an error.
 FAILED_OUTCOMES = frozenset({"failed", "retried", "lease_lost"})
+#: Longest a process waits at exit for its last spans to be exported: a collector that does not answer
+#: must not hold a command (the exporter itself retries for up to 10 s).
+EXIT_FLUSH_SECONDS = 3.0
 _DESCRIPTION_CHARS = 500
 _COMMAND_CHARS = 300
 
@@ -147,7 +151,14 @@ class _State:
         self.w3c = TraceContextTextMapPropagator()
         if self.provider is None:
             self.provider = _provider(self.settings, self.exporter)
+            atexit.register(self.close, EXIT_FLUSH_SECONDS)
         self._tracer = self.provider.get_tracer("helixcode", __version__)
+
+    def close(self, timeout: float) -> None:
+        """Export what is left (waiting at most ``timeout``) and stop, if the provider is ours."""
+        if self.owned and self.started:
+            atexit.unregister(self.close)
+            _bounded(self.provider.shutdown, timeout)
 
 
 _state: _State | None = None
@@ -200,7 +211,7 @@ def _provider(settings: TracingSettings, exporter: Any) -> Any:
     resource = Resource.create({"service.name": settings.service_name, "service.version": __version__})
     # A job's attempts follow the sampling decision of its submit span (carried in its traceparent).
     sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
-    provider = TracerProvider(resource=resource, sampler=sampler)
+    provider = TracerProvider(resource=resource, sampler=sampler, shutdown_on_exit=False)  # see _State.close
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     else:
@@ -226,15 +237,23 @@ def shutdown() -> None:
     """Turn tracing off, exporting what is left first."""
     global _state
     state, _state = _state, None
-    if state is not None and state.owned and state.started:
-        state.provider.shutdown()
+    if state is not None:
+        state.close(EXIT_FLUSH_SECONDS)
 
 
-def flush(timeout: float = 5.0) -> None:
+def flush(timeout: float = EXIT_FLUSH_SECONDS) -> None:
     """Export the spans still waiting in the batch (a worker that stops; blocks up to ``timeout``)."""
     state = _state
     if state is not None and state.started:
-        state.provider.force_flush(int(timeout * 1000))
+        _bounded(state.provider.force_flush, timeout)
+
+
+def _bounded(export: Callable[[], object], timeout: float) -> None:
+    """Run ``export`` for at most ``timeout`` seconds: the SDK's own flush waits for the exporter's
+    retries, whatever timeout it is given. A daemon thread left behind dies with the process."""
+    thread = threading.Thread(target=export, name="helix-tracing-export", daemon=True)
+    thread.start()
+    thread.join(timeout)
 
 
 def tracer_provider() -> Any:
