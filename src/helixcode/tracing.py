@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from helixcode.domain.models import Claim
 
 __all__ = [
-    "NO_SPAN",
     "Span",
     "active",
     "adopt_environment",
@@ -63,7 +62,6 @@ __all__ = [
     "http_span",
     "outcome",
     "shutdown",
-    "span",
     "submit_span",
     "tool_result",
     "tool_span",
@@ -109,9 +107,9 @@ class _NoSpan:
         return False
 
 
-NO_SPAN: Span = _NoSpan()
-#: What every span helper returns when tracing is off: reusable, it yields ``NO_SPAN``.
-_OFF: contextlib.nullcontext[Span] = contextlib.nullcontext(NO_SPAN)
+_NO_SPAN: Span = _NoSpan()
+#: What every span helper returns when tracing is off: reusable, it yields ``_NO_SPAN``.
+_OFF: contextlib.nullcontext[Span] = contextlib.nullcontext(_NO_SPAN)
 
 
 class _State:
@@ -315,17 +313,6 @@ def _parent(state: _State, traceparent: str | None) -> Any:
 # -- spans ----------------------------------------------------------------------------------------
 
 
-def span(
-    name: str, attributes: Mapping[str, Any] | None = None, *, kind: str = "internal"
-) -> contextlib.AbstractContextManager[Span]:
-    """A span around a block, current inside it (so spans started there are its children); an
-    exception marks it failed. Off: the null context manager."""
-    state = _state
-    if state is None:
-        return _OFF
-    return _current(state, name, attributes, kind=kind)
-
-
 def _current(
     state: _State,
     name: str,
@@ -422,9 +409,7 @@ def attempt_span(
 def outcome(name: str, error: str | None = None) -> None:
     """Record how the current attempt ended (``helix.task.outcome``); a failure marks its span."""
     state = _state
-    if state is None:
-        return
-    if not state.started:
+    if state is None or not state.started:
         return
     current = cast(Span, state.trace.get_current_span())
     current.set_attribute("helix.task.outcome", name)
