@@ -40,8 +40,9 @@ class State:
     _settings: Settings | None = None
     #: The database line (see :func:`open_store`) is printed once per process.
     announced: bool = False
-    #: Set by the console-script entry (``app.main``): this process's logging is ours to set up, from
-    #: the settings, as soon as they load. Code that runs the app in process (tests) keeps its own.
+    #: Set by the console-script entry (``app.main``): this process's logging (and tracing) is ours to
+    #: set up, from the settings, as soon as they load. Code that runs the app in process (tests) keeps
+    #: its own.
     owns_logging: bool = False
     #: The level a command logs at when ``logging.level`` is not configured (see :meth:`log_level`).
     default_log_level: str | None = None
