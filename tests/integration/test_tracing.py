@@ -9,6 +9,9 @@ runs both in process. The spans are read from the SDK's in-memory exporter, inst
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from tests.helpers import spec
 from tests.integration.agent.conftest import git
 from tests.scripted_model import ScriptedModel
 
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
 
@@ -277,3 +281,46 @@ async def test_a_client_of_the_api_carries_its_trace_to_the_server(
         await store.aclose()
     assert stored is not None
     assert stored.split("-")[1:3] == list(hex_ids(submit))
+
+
+@pytest.mark.slow
+def test_off_a_job_runs_without_loading_opentelemetrys_sdk(tmp_path: Path) -> None:
+    """A whole job (submitted, claimed, run by a worker) in a fresh interpreter: no module of the SDK
+    or the exporter is imported, and ``helixcode.tracing`` imports no OpenTelemetry module at all."""
+    code = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        import helixcode.tracing
+        assert not [m for m in sys.modules if m.startswith("opentelemetry")], "tracing imported it"
+        from helixcode.config import DatabaseSettings, Settings, WorkersSettings
+        from helixcode.domain.plan import parse_plan
+        from helixcode.engine.manager import TaskManager
+        from helixcode.store.store import Store
+        from helixcode.worker.runtime import Worker, WorkerOptions
+
+        async def main():
+            settings = Settings(
+                database=DatabaseSettings(url="sqlite+aiosqlite:///{tmp_path / "t.db"}"),
+                workers=WorkersSettings(poll_interval=0.05),
+            )
+            store = await Store.open(settings)
+            plan = {{"name": "j", "tasks": [{{"id": "a", "type": "building", "title": "a",
+                     "run": {{"shell": "echo hi"}}}}]}}
+            job = await TaskManager(store).submit(parse_plan(plan), workdir="{tmp_path}")
+            options = WorkerOptions(exit_when_idle=True, detect=False, sample_gpu=False)
+            stats = await Worker(store, settings, options).run()
+            assert stats.succeeded == 1, stats
+            await store.aclose()
+
+        asyncio.run(main())
+        loaded = [m for m in sys.modules if m.startswith(("opentelemetry.sdk", "opentelemetry.exporter"))]
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
