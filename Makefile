@@ -88,7 +88,7 @@ deploy-tools:
 # Regenerate requirements.lock from pyproject.toml (needs network access to the package index).
 lock:
 	$(PY) -m pip install --quiet uv
-	$(PY) -m uv pip compile pyproject.toml --extra dev --extra local --python-version 3.11 -o requirements.lock
+	$(PY) -m uv pip compile pyproject.toml --extra dev --extra local --extra otel --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) .helix .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Measure 8, a thousand workers on one PostgreSQL: what an idle fleet costs the database, claim latency
+"""Measure 9, a thousand workers on one PostgreSQL: what an idle fleet costs the database, claim latency
 while it drains 20,000 tasks, and how many workers one NOTIFY wakes.
 
 The workers are real ``Worker`` runtimes (real registration, heartbeats, reaper standbys, claims,
@@ -34,7 +34,7 @@ from bench.report import Report, Row
 
 __all__ = ["run"]
 
-SECTION = "8. A thousand workers on one PostgreSQL"
+SECTION = "9. A thousand workers on one PostgreSQL"
 PROCESSES = 4
 
 

@@ -28,7 +28,7 @@ from bench.report import Report, Row
 
 __all__ = ["run"]
 
-SECTION = "9. Soak"
+SECTION = "10. Soak"
 JOB_SIZE = 10_000
 BACKLOG = 30_000
 PROCESSES = 4

@@ -50,6 +50,7 @@ __all__ = [
     "ProviderSettings",
     "Settings",
     "TasksSettings",
+    "TracingSettings",
     "WorkersSettings",
     "config_files",
     "find_database",
@@ -445,6 +446,31 @@ class LoggingSettings(_Section):
     json_format: bool = Field(default=False, alias="json")
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry traces (the ``otel`` extra): a span tree per job, exported over OTLP/HTTP."""
+
+    enabled: bool = Field(default=False, description="record spans and export them (needs helixcode[otel])")
+    endpoint: str | None = Field(
+        default=None,
+        description="the OTLP/HTTP collector's URL (/v1/traces is added unless given); none: "
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318",
+    )
+    service_name: str = Field(default="helixcode", min_length=1, description="the spans' service.name")
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="share of new traces recorded (a job's attempts follow its submit's choice)",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("an http:// or https:// URL (OTLP over HTTP)")
+        return value
+
+
 class Settings(BaseSettings):
     """The effective configuration of one process."""
 
@@ -467,6 +493,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     notify: dict[str, NotifySettings] = Field(default_factory=dict)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @field_validator("notify")
     @classmethod
@@ -507,6 +534,8 @@ class Settings(BaseSettings):
         for target in data["notify"].values():
             if target["url"] is not None:
                 target["url"] = mask_target(target["url"])
+        if data["tracing"]["endpoint"] is not None:
+            data["tracing"]["endpoint"] = mask_url(data["tracing"]["endpoint"])
         return data
 
 

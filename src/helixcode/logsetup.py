@@ -51,8 +51,9 @@ __all__ = [
 ]
 
 #: The loggers our handler serves; each stops propagation so that nothing prints a record twice
-#: (uvicorn's children are listed because uvicorn, or another library, may set them up on their own).
-LOGGERS = ("helixcode", "uvicorn", "uvicorn.error", "uvicorn.access")
+#: (uvicorn's children are listed because uvicorn, or another library, may set them up on their own;
+#: OpenTelemetry's say when traces cannot be exported).
+LOGGERS = ("helixcode", "uvicorn", "uvicorn.error", "uvicorn.access", "opentelemetry")
 MASK = "***"
 #: The keys every part of HelixCode uses for the same things, in the order lines show them.
 _FIRST = {

@@ -54,3 +54,20 @@ def test_the_sandbox_measure_reports_added_latency() -> None:
         "`true` through Sandbox.run, p99",
     ]
     assert all(isinstance(r.ours, float) and isinstance(r.theirs, float) for r in report.rows)
+
+
+def test_the_tracing_measure_times_the_workers_calls_off_and_on() -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    from bench import tracing as measure
+
+    from helixcode import tracing
+
+    try:
+        measure._on(False)
+        assert measure._per_task(1000) > 0
+        measure._on(True)
+        assert tracing.active()
+        assert measure._per_task(100) > 0
+        assert measure._noop_api_span(1000) > 0
+    finally:
+        tracing.shutdown()

@@ -88,6 +88,7 @@ def test_the_image_installs_the_runtime_dependencies_at_the_locked_versions() ->
     assert "--constraint requirements.lock" in runs
     assert "dev" not in re.findall(r"optional-dependencies'\]\['(\w+)'\]", runs)
     assert "optional-dependencies']['local']" in runs  # only with WITH_EMBEDDED_MODEL=1
+    assert "optional-dependencies']['otel']" in runs  # traces need only HELIX_TRACING_ENABLED=true
     # The embedded model is built like `make install` builds it.
     assert build_arg("WITH_EMBEDDED_MODEL") == "0"
     assert build_arg("LLAMA_CMAKE") == makefile_var("LLAMA_CMAKE")

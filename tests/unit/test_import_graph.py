@@ -7,8 +7,8 @@ inside a function (lazy imports), under ``TYPE_CHECKING``. ``from helixcode.X im
 
 Layers, lowest first (a module's layer is its top-level package's or module's)::
 
-    0  errors, config, logsetup, helixcode/__init__,  pure model, settings, the exception tree,
-       domain/                                        the logging set-up
+    0  errors, config, logsetup, tracing,             pure model, settings, the exception tree,
+       helixcode/__init__, domain/                    the logging and tracing set-ups
     1  llm/                                           providers and the manager
     2  store/                                         the only SQL
     3  agent/                                         executors, tools, workspace
@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "config": 0,
     "logsetup": 0,
+    "tracing": 0,
     "__init__": 0,
     "domain": 0,
     "llm": 1,

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from helixcode import tracing
 from helixcode.config import mask_url
 from helixcode.errors import HelixError
 
@@ -111,8 +112,20 @@ def run_git(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``git args`` in ``cwd``; ``GitError`` on failure (when ``check``) or timeout.
 
-    The repository at ``cwd`` cannot make the command run a hook or a program its config names.
+    The repository at ``cwd`` cannot make the command run a hook or a program its config names. Traced,
+    each command is a span (``git worktree``...), a child of the attempt's.
     """
+    with tracing.git_span(args, scrub_urls) as span:
+        try:
+            proc = _run(args, cwd, check, timeout)
+        except GitError as exc:
+            tracing.failed(span, "GitError", str(exc))
+            raise
+        span.set_attribute("process.exit.code", proc.returncode)
+    return proc
+
+
+def _run(args: Sequence[str], cwd: Path, check: bool, timeout: float) -> subprocess.CompletedProcess[str]:
     env = _environment()
     hardening = _HARDENER.hardening(cwd, env, timeout)
     try:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from helixcode import tracing
 from helixcode.agent.tools import ToolResult, Toolset
 from helixcode.llm.errors import ContextLengthExceeded, NoCandidate
 from helixcode.llm.types import ChatRequest, ChatResponse, Message, NamedTool, ToolCall, ToolChoice
@@ -182,9 +183,14 @@ class AgentLoop:
     async def _run_tool(self, call: ToolCall, *, cut: bool = False) -> ToolResult:
         """Run one call; a call whose arguments did not parse is never run (a guess at what was
         meant could write a cut-off file), the model is told why and asked again."""
-        if not call.error:
-            return await self.tools.call(call.name, call.arguments)
-        return ToolResult(False, self._unparsed(call, cut))
+        with tracing.tool_span(call.name, call.id) as span:
+            result = (
+                await self.tools.call(call.name, call.arguments)
+                if not call.error
+                else ToolResult(False, self._unparsed(call, cut))
+            )
+            tracing.tool_result(span, result.ok, result.content)
+        return result
 
     def _unparsed(self, call: ToolCall, cut: bool) -> str:
         text = f"{call.name} was NOT executed: its arguments did not parse as a JSON object ({call.error})."

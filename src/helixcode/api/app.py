@@ -13,9 +13,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
-from helixcode import __version__
+from helixcode import __version__, tracing
 from helixcode.api.limits import BodyLimit
 from helixcode.api.problems import PROBLEM_RESPONSES, install_handlers
 from helixcode.api.routers import admin, health, jobs, tasks
@@ -75,6 +76,7 @@ def create_app(
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
         lifespan=lifespan,
+        telemetry=_telemetry(),
     )
     app.state.workdir = (workdir or Path.cwd()).resolve()
     app.state.settings_sse = {"poll": sse_poll, "keepalive": sse_keepalive}
@@ -88,6 +90,23 @@ def create_app(
     app.include_router(health.router)
 
     return app
+
+
+def _telemetry() -> TelemetryConfig | None:
+    """FastAPI's own request spans (``POST /api/v1/jobs``, continuing an incoming ``traceparent``) go to
+    this process's tracer provider when it traces (``helixcode.tracing``, configured before the app is
+    created); None leaves FastAPI's defaults, which record nothing unless an embedder set a global one."""
+    provider = tracing.tracer_provider()
+    if provider is None:
+        return None
+    return TelemetryConfig(
+        tracer_provider=provider,
+        tracing=True,
+        metrics=False,  # /metrics serves the fleet's counters (Prometheus), not this process's
+        logs=False,
+        operation_spans=False,
+        auto_configure=False,
+    )
 
 
 def create_asgi(settings: Settings, *, workdir: Path | None = None, sse_poll: float = 0.5) -> ASGIApp:

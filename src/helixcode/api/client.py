@@ -17,6 +17,7 @@ from typing import Any, Self
 
 import httpx
 
+from helixcode import tracing
 from helixcode.api.app import API_PREFIX
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
 from helixcode.domain.models import Event, Job, JobSummary, Task
@@ -116,12 +117,16 @@ class RemoteManager:
         await self._http.aclose()
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
-        try:
-            response = await self._http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RemoteError(0, {"detail": f"cannot reach {self.server}: {exc}"}) from exc
-        if response.status_code >= 400:
-            raise _error(response)
+        """One request; traced, a client span whose context the server's request span continues."""
+        with tracing.http_span(method, f"{self.server}{API_PREFIX}{url}") as span:
+            try:
+                response = await self._http.request(method, url, headers=tracing.headers(), **kwargs)
+            except httpx.HTTPError as exc:
+                raise RemoteError(0, {"detail": f"cannot reach {self.server}: {exc}"}) from exc
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 400:
+                tracing.failed(span, str(response.status_code))
+                raise _error(response)
         return response.json() if response.content else None
 
     # -- the TaskManager surface ------------------------------------------------------------------

@@ -40,8 +40,9 @@ class State:
     _settings: Settings | None = None
     #: The database line (see :func:`open_store`) is printed once per process.
     announced: bool = False
-    #: Set by the console-script entry (``app.main``): this process's logging is ours to set up, from
-    #: the settings, as soon as they load. Code that runs the app in process (tests) keeps its own.
+    #: Set by the console-script entry (``app.main``): this process's logging (and tracing) is ours to
+    #: set up, from the settings, as soon as they load. Code that runs the app in process (tests) keeps
+    #: its own.
     owns_logging: bool = False
     #: The level a command logs at when ``logging.level`` is not configured (see :meth:`log_level`).
     default_log_level: str | None = None
@@ -52,6 +53,7 @@ class State:
 
             self._settings = load_settings(self.config_path)
             self._configure_logging()
+            self._configure_tracing()
         return self._settings
 
     def log_level(self, level: str) -> None:
@@ -70,6 +72,16 @@ class State:
         if self.default_log_level is not None and "level" not in chosen.model_fields_set:
             chosen = chosen.model_copy(update={"level": self.default_log_level})
         configure_logging(chosen)
+
+    def _configure_tracing(self) -> None:
+        """Traces, when ``[tracing] enabled``: this process's spans continue ``TRACEPARENT`` if it is
+        set (a CI job's trace; a shell task's, for the commands it runs). Exported at exit."""
+        if not self.owns_logging or self._settings is None or not self._settings.tracing.enabled:
+            return
+        from helixcode import tracing  # lazy: OpenTelemetry loads only when tracing is on
+
+        tracing.configure(self._settings.tracing)
+        tracing.adopt_environment()
 
     def remote(self) -> str | None:
         """The REST API to use instead of the database, if any."""

@@ -107,6 +107,8 @@ class Claim:
     attempt: int
     workdir: str | None
     checkpoint: Checkpoint | None
+    #: The W3C ``traceparent`` of the span that submitted the task's job, if it was traced.
+    trace_context: str | None = None
 
 
 class LeaseState(StrEnum):

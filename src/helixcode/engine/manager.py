@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from helixcode import tracing
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.goals import goal_spec
 from helixcode.domain.models import Event, Job, JobSummary, Task
@@ -41,8 +42,16 @@ class TaskManager:
 
     async def submit(self, spec: JobSpec, *, workdir: Path | str | None) -> Job:
         """Create a job from a validated plan; ``workdir`` is an absolute path where shell tasks run, or
-        the repository URL agent tasks clone (``helix run --repo URL``); ``None`` keeps the plan's."""
-        return await self.store.create_job(spec, workdir=None if workdir is None else str(workdir))
+        the repository URL agent tasks clone (``helix run --repo URL``); ``None`` keeps the plan's.
+
+        Traced, its ``job.submit`` span (a child of the API request's, or of the CLI's ``TRACEPARENT``)
+        is stored with the job, so that every attempt's span continues its trace."""
+        with tracing.submit_span(spec.name, len(spec.tasks)) as span:
+            job = await self.store.create_job(
+                spec, workdir=None if workdir is None else str(workdir), trace_context=tracing.traceparent()
+            )
+            span.set_attribute("helix.job.id", job.id)
+        return job
 
     async def submit_goal(self, goal: str, *, workdir: Path | str | None, name: str | None = None) -> Job:
         """Create the job that plans ``goal`` (see ``goal_spec``), as the API's goal submission does."""

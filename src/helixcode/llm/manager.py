@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
+from helixcode import tracing
 from helixcode.llm.base import ChatStream, Provider
 from helixcode.llm.errors import (
     BudgetReached,
@@ -305,7 +306,10 @@ class LLMManager:
         breaker.begin()
         started = time.monotonic()
         try:
-            reply = await self.providers[cand.provider].chat(dataclasses.replace(request, model=cand.model))
+            with self._span(cand, request) as span:
+                asked = dataclasses.replace(request, model=cand.model)
+                reply = await self.providers[cand.provider].chat(asked)
+                _traced_reply(span, reply.model, reply.usage, reply.finish_reason)
         except LLMError as exc:
             failed = self._record_failure(cand, exc, started)
             await self._tell_fleet(cand, exc)
@@ -407,9 +411,12 @@ class LLMManager:
                 holder.current = inner
                 self.breakers[cand.provider].begin()
                 try:
-                    async with inner:
-                        async for event in inner:
-                            yield event
+                    # Never the current span: the context may change between the steps of a generator.
+                    with self._span(cand, request, streamed=True) as span:
+                        async with inner:
+                            async for event in inner:
+                                yield event
+                        _traced_reply(span, inner.model, inner.usage, inner.finish_reason)
                 except LLMError as exc:
                     cause = exc.__cause__ if isinstance(exc, StreamInterrupted) else exc
                     failure = cause if isinstance(cause, LLMError) else exc
@@ -445,6 +452,21 @@ class LLMManager:
         raise NoCandidate("no model could serve the request", attempts)
 
     # -- records --
+
+    def _span(
+        self, cand: Candidate, request: ChatRequest, *, streamed: bool = False
+    ) -> contextlib.AbstractContextManager[tracing.Span]:
+        """The call's span (GenAI conventions), a child of the attempt's; nothing when not tracing."""
+        provider = self.providers[cand.provider]
+        return tracing.chat_span(
+            provider=cand.provider,
+            kind=provider.kind,
+            model=cand.model,
+            base_url=getattr(provider, "base_url", None),
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            streamed=streamed,
+        )
 
     def _record(self, cand: Candidate, record: CallRecord) -> None:
         self.records.append(record)
@@ -558,3 +580,16 @@ class ManagedStream:
     @property
     def response(self) -> ChatResponse | None:
         return self.current.response if self.current else None
+
+
+def _traced_reply(span: tracing.Span, model: str, usage: Usage | None, finish_reason: str | None) -> None:
+    if span.is_recording():
+        found = usage or Usage()
+        tracing.chat_result(
+            span,
+            model=model,
+            input_tokens=found.prompt_tokens,
+            output_tokens=found.completion_tokens,
+            cached_tokens=found.cached_tokens,
+            finish_reason=finish_reason,
+        )

@@ -129,7 +129,8 @@ class StoreBase:
         self._writer = engine.execution_options(**{WRITE: True})
         # PostgreSQL's pool is in autocommit (``database.create_engine``): transactions are explicit.
         self._explicit_tx = engine.dialect.name == "postgresql"
-        self._workdir_cache: dict[str, str | None] = {}
+        #: Per job: its workdir and trace context (see ``ClaimOps._job_facts``).
+        self._job_cache: dict[str, tuple[str | None, str | None]] = {}
         # SQLite allows one writer: queue this process's writers here instead of in SQLite's busy handler,
         # which sleeps in growing steps. Other processes still meet the busy timeout.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None

@@ -147,14 +147,15 @@ class ClaimOps(StoreBase):
         # Checkpoints are written during attempts: a first attempt has none to resume from.
         resumed = [r["id"] for r in rows if r["attempts"] > 1]
         latest = await self._latest_checkpoints(conn, resumed) if resumed else {}
-        workdirs = await self._workdirs(conn, {r["job_id"] for r in rows})
+        facts = await self._job_facts(conn, {r["job_id"] for r in rows})
         return [
             Claim(
                 task=task_from_row(r),
                 token=r["lease_token"],
                 attempt=r["attempts"],
-                workdir=workdirs.get(r["job_id"]),
+                workdir=facts[r["job_id"]][0],
                 checkpoint=latest.get(r["id"]),
+                trace_context=facts[r["job_id"]][1],
             )
             for r in rows
         ]
@@ -251,13 +252,17 @@ class ClaimOps(StoreBase):
             sa.func.row_to_json(tasks.table_valued()).label("task"),
         )
 
-    async def _workdirs(self, conn: AsyncConnection, job_ids: set[str]) -> dict[str, str | None]:
-        """Jobs' working directories, cached: a job's workdir never changes once it is created."""
-        missing = [j for j in job_ids if j not in self._workdir_cache]
+    async def _job_facts(
+        self, conn: AsyncConnection, job_ids: set[str]
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """Jobs' working directories and trace contexts, cached: neither changes once the job exists."""
+        missing = [j for j in job_ids if j not in self._job_cache]
         if missing:
-            found = await conn.execute(sa.select(jobs.c.id, jobs.c.workdir).where(jobs.c.id.in_(missing)))
-            self._workdir_cache.update(dict(found.all()))
-        return {j: self._workdir_cache.get(j) for j in job_ids}
+            found = await conn.execute(
+                sa.select(jobs.c.id, jobs.c.workdir, jobs.c.trace_context).where(jobs.c.id.in_(missing))
+            )
+            self._job_cache.update((job, (workdir, trace)) for job, workdir, trace in found.all())
+        return {j: self._job_cache.get(j, (None, None)) for j in job_ids}
 
     def _criticality_floor(self) -> sa.ColumnElement[bool]:
         """At or above ``p_min_crit``, which is -1 when the worker takes any criticality."""

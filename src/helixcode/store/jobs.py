@@ -32,12 +32,15 @@ ANALYZE_AFTER = 1000
 class JobOps(StoreBase):
     # -- jobs -----------------------------------------------------------------------------------
 
-    async def create_job(self, spec: JobSpec, *, workdir: str | None = None) -> Job:
-        """Insert a validated job with all its tasks and dependencies in one transaction."""
+    async def create_job(
+        self, spec: JobSpec, *, workdir: str | None = None, trace_context: str | None = None
+    ) -> Job:
+        """Insert a validated job with all its tasks and dependencies in one transaction;
+        ``trace_context``: the ``traceparent`` its attempts' spans continue (``helixcode.tracing``)."""
         with gc_paused():  # a large graph is hundreds of thousands of new objects (see gc_paused)
-            return await self._create_job(spec, workdir)
+            return await self._create_job(spec, workdir, trace_context)
 
-    async def _create_job(self, spec: JobSpec, workdir: str | None) -> Job:
+    async def _create_job(self, spec: JobSpec, workdir: str | None, trace_context: str | None) -> Job:
         defaults = self.settings.tasks
         job_id = uuid.uuid4().hex[:12]
         dumped = spec.model_dump(mode="json")  # once: the job's record of its plan, and each task's run
@@ -55,6 +58,7 @@ class JobOps(StoreBase):
                     if spec.max_tokens is not None
                     else self.settings.llm.job_max_tokens,
                     spec=dumped,
+                    trace_context=trace_context,
                     created_at=now,
                     updated_at=now,
                 )

@@ -65,6 +65,9 @@ jobs = sa.Table(
     #: The budget of the job's model calls (USD, tokens): reached, the job pauses (``store.usage``).
     sa.Column("max_cost", Time),
     sa.Column("max_tokens", sa.BigInteger),
+    #: The W3C ``traceparent`` of the span that submitted the job (``helixcode.tracing``): every attempt's
+    #: span continues that trace. None when the submitter was not tracing.
+    sa.Column("trace_context", sa.String(64)),
     sa.Index(None, "status"),
     sa.Index(None, "created_at"),
 )

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from helixcode import __version__
+from helixcode import __version__, tracing
 from helixcode.agent.executors import AlreadyReported, TaskContext, executor_for
 from helixcode.config import Settings, mask_url
 from helixcode.domain.enums import Criticality, TaskStatus
@@ -122,6 +122,8 @@ class Worker:
         loops and its tasks, names this worker."""
         with log_fields(worker=self.id):
             await self._run()
+        if tracing.active():
+            await asyncio.to_thread(tracing.flush)  # the spans of its last attempts, before it exits
         log.info(
             "%s",
             self.stats.describe(self.id),
@@ -202,14 +204,16 @@ class Worker:
             free = self.options.concurrency - len(self._running)
             claims: list[Claim] = []
             if free > 0:
+                began = time.time_ns() if tracing.active() else 0
                 claims = await self._guarded(
                     self.store.claim(
                         self.id, self.capabilities, free, min_criticality=self.options.min_criticality
                     ),
                     [],
                 )
+                claimed = _span_times(began) if claims else None
                 for claim in claims:
-                    self._start(claim)
+                    self._start(claim, claimed)
             if claims:
                 idle_wait = self._first_wait(poll)
                 continue
@@ -255,10 +259,11 @@ class Worker:
             await asyncio.sleep(min(5.0, self.settings.workers.poll_interval))
             return fallback
 
-    def _start(self, claim: Claim) -> None:
+    def _start(self, claim: Claim, claimed: tuple[int, int] | None = None) -> None:
+        """Run ``claim`` in a task of its own; ``claimed``: when its claim began and ended (traced)."""
         self.stats.claimed += 1
         self._work_started.set()
-        runner = asyncio.create_task(self._execute(claim), name=f"task-{claim.task.id}")
+        runner = asyncio.create_task(self._execute(claim, claimed), name=f"task-{claim.task.id}")
         self._running[claim.task.id] = _Running(claim, runner)
         runner.add_done_callback(functools.partial(self._finished, claim.task.id))
 
@@ -268,15 +273,20 @@ class Worker:
 
     # -- running one task -----------------------------------------------------------------------
 
-    async def _execute(self, claim: Claim) -> None:
-        """Run one attempt; everything logged meanwhile (model calls too) names its job and task."""
-        with log_fields(job=claim.task.job_id, task=claim.task.id):
+    async def _execute(self, claim: Claim, claimed: tuple[int, int] | None = None) -> None:
+        """Run one attempt; everything logged meanwhile (model calls too) names its job and task, and
+        everything traced is a child of its span (itself a child of the job's submit span)."""
+        with (
+            log_fields(job=claim.task.job_id, task=claim.task.id),
+            tracing.attempt_span(claim, self.id, claimed),
+        ):
             await self._attempt(claim, time.monotonic())
 
     def _outcome(
         self, claim: Claim, outcome: str, started: float, level: int = logging.INFO, **more: Any
     ) -> None:
-        """The one line that says how an attempt ended, and how long it took."""
+        """The one line that says how an attempt ended, and how long it took (and its span's outcome)."""
+        tracing.outcome(outcome, more.get("error") or more.get("reason"))
         if not log.isEnabledFor(level):
             return
         task = claim.task
@@ -361,6 +371,7 @@ class Worker:
                 else:
                     # The slot this task frees is refilled in the same round trip (see
                     # Store.complete_and_claim); the claim loop fills the others.
+                    began = time.time_ns() if tracing.active() else 0
                     nxt = await self._persist(
                         lambda: self.store.complete_and_claim(
                             task.id,
@@ -373,7 +384,7 @@ class Worker:
                         )
                     )
                     for follow in nxt:
-                        self._start(follow)
+                        self._start(follow, _span_times(began))  # at most one
                 self.stats.succeeded += 1
                 self._outcome(claim, "succeeded", started)
             except LeaseLost:
@@ -390,13 +401,15 @@ class Worker:
         if self._stopping.is_set():
             refused: list[int] = await self._persist(lambda: self.store.complete_many(items))
             return refused
+        began = time.time_ns() if tracing.active() else 0
         refused, claims = await self._persist(
             lambda: self.store.complete_many_and_claim(
                 items, self.id, self.capabilities, len(items), min_criticality=self.options.min_criticality
             )
         )
+        claimed = _span_times(began) if claims else None
         for follow in claims:
-            self._start(follow)
+            self._start(follow, claimed)
         return refused
 
     async def _report_failure(self, claim: Claim, exc: TaskFailed, started: float) -> None:
@@ -500,3 +513,9 @@ class Worker:
                 entry.runner.cancel()
         if pending:
             await asyncio.wait(pending)
+
+
+def _span_times(began: int) -> tuple[int, int] | None:
+    """(start, end) of a claim that began at ``began`` (``time.time_ns``) and just ended; None when it
+    was not timed (tracing off)."""
+    return (began, time.time_ns()) if began else None

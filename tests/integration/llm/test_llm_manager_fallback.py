@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from llm_replay import ReplayServer, json_reply, transcript
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
+from helixcode import tracing
+from helixcode.config import TracingSettings
 from helixcode.llm import (
     ChatRequest,
     LLMManager,
@@ -231,3 +235,35 @@ async def test_retry_policy_is_configurable(replay: ReplayServer) -> None:
             await llm.chat(HI)
     assert len(replay.bodies("/v1/chat/completions")) == 3
     assert len(sleeps) == 2
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    tracing.configure(TracingSettings(enabled=True), exporter=exporter)
+    yield exporter
+    tracing.shutdown()
+
+
+async def test_traced_every_request_to_a_provider_is_a_span_of_its_own(
+    manager: LLMManager, replay: ReplayServer, replay2: ReplayServer, spans: InMemorySpanExporter
+) -> None:
+    """A fallback shows as a failed ``chat m`` span on the primary, then one on the backup with the
+    reply's usage; a stream's the same, marked streamed."""
+    replay.stop()
+    replay2.add("POST", "/v1/chat/completions", json_reply(completion("from backup")))
+    replay2.add("POST", "/v1/chat/completions", transcript("openai_text_usage.sse"))
+    await manager.chat(HI)
+    await drain(manager.stream(HI))
+    found = [dict(s.attributes or {}) | {"status": s.status.status_code} for s in spans.get_finished_spans()]
+    assert [(f["helix.llm.provider"], f["helix.llm.streamed"], f["status"]) for f in found] == [
+        ("primary", False, StatusCode.ERROR),
+        ("backup", False, StatusCode.UNSET),
+        ("primary", True, StatusCode.ERROR),
+        ("backup", True, StatusCode.UNSET),
+    ]
+    assert {f["gen_ai.request.model"] for f in found} == {"m"}
+    assert found[0]["error.type"] == found[2]["error.type"] == "ConnectionRefused"
+    assert (found[1]["gen_ai.usage.input_tokens"], found[1]["gen_ai.usage.output_tokens"]) == (3, 1)
+    assert found[3]["gen_ai.usage.output_tokens"] > 0
+    assert found[3]["gen_ai.response.finish_reasons"] == ("stop",)

@@ -3,7 +3,8 @@
 The command sees ``HELIX_JOB_ID``, ``HELIX_TASK_ID``, ``HELIX_TASK_KEY``, ``HELIX_ATTEMPT``,
 ``HELIX_LEASE_TOKEN``, ``HELIX_DATABASE_URL`` and, from the second attempt on, ``HELIX_CHECKPOINT`` (a
 file holding the latest checkpoint as JSON), so ``helix checkpoint`` and ``helix progress`` inside it
-write with the task's lease. Split parts get their work items in ``HELIX_ITEMS``, one per line.
+write with the task's lease. Split parts get their work items in ``HELIX_ITEMS``, one per line. When
+the worker traces, ``TRACEPARENT`` names the attempt's span (for programs that continue a trace).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from helixcode import tracing
 from helixcode.agent.executors.base import TaskContext
 from helixcode.domain.runs import ShellRun
 from helixcode.errors import TaskFailed
@@ -86,6 +88,7 @@ class ShellExecutor:
             env["HELIX_CHECKPOINT"] = str(path)
         if run.items:
             env["HELIX_ITEMS"] = "\n".join(run.items)
+        env.update(tracing.environment())
         return env
 
 
