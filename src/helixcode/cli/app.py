@@ -27,6 +27,7 @@ from helixcode.cli import (
     outcome,
     serve,
     testcycle,
+    watch,
     worker,
 )
 from helixcode.cli import run as run_commands
@@ -314,6 +315,7 @@ def _register() -> None:
     for command in (status, tasks, events, outcome.logs):
         app.command(rich_help_panel="Inspect")(command)
     graph.register(app)  # Inspect: graph
+    watch.register(app)  # Inspect: watch
     llm_commands.register(app)  # Models: providers, chat
     serve.register(app)  # Server and integrations: serve, token
     mcp_commands.register(app)  # Server and integrations: mcp
