@@ -27,7 +27,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Label, RichLog, S
 from helixcode.cli.history import MEASURES, series, sparkline
 from helixcode.cli.live import tree
 from helixcode.cli.render import STATUS_STYLE, _bar, event_line
-from helixcode.cli.tui.feed import Feed, JobView, WorkerTrace
+from helixcode.cli.tui.feed import Feed, JobView, Sample, WorkerTrace
 from helixcode.domain.enums import TaskStatus
 from helixcode.errors import HelixError
 
@@ -121,33 +121,39 @@ class WatchApp(App[None]):
         self.summary: JobSummary | None = None
         self.interval = interval
         self.source = source
-        self.looks = 0  # completed looks, for tests that wait for the screen to catch up
         self._wake = asyncio.Event()
+        # Made here rather than found by query: a look that ends while the app closes may still
+        # write to them, harmlessly, after the screen let them go.
+        self.jobs_table: DataTable[object] = DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
+        self.head = Static("no job yet", id="job-head")
+        self.tasks_table: DataTable[object] = DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
+        self.events_log = RichLog(id="events", max_lines=500, wrap=False)
+        self.workers_table: DataTable[object] = DataTable(id="workers", cursor_type="none", show_cursor=False)
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="top"):
-            yield DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
+            yield self.jobs_table
             with Vertical():
-                yield Static("no job yet", id="job-head")
-                yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
+                yield self.head
+                yield self.tasks_table
         with Horizontal(id="bottom"):
-            yield RichLog(id="events", max_lines=500, wrap=False)
-            yield DataTable(id="workers", cursor_type="none", show_cursor=False)
+            yield self.events_log
+            yield self.workers_table
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = self.source
-        jobs = self.query_one("#jobs", DataTable)
+        jobs = self.jobs_table
         jobs.border_title = "Jobs"
         for key in ("job", "name", "status", "done"):
             jobs.add_column(key, key=key)
-        tasks = self._tasks_table()
+        tasks = self.tasks_table
         tasks.border_title = "Tasks"
         for key in ("task", "type", "status", "tries", "progress", "tokens", "cost", "worker", "now"):
             tasks.add_column(key, key=key)
-        self.query_one("#events", RichLog).border_title = "Events"
-        workers = self.query_one("#workers", DataTable)
+        self.events_log.border_title = "Events"
+        workers = self.workers_table
         workers.border_title = "Workers"
         for key in ("worker", "status", "tasks", "cpu", "cpu over time", "mem", "mem over time"):
             workers.add_column(key, key=key)
@@ -164,7 +170,6 @@ class WatchApp(App[None]):
                 self.sub_title = self.source
             except HelixError as exc:
                 self.sub_title = f"{self.source}: {exc}"
-            self.looks += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
@@ -181,13 +186,12 @@ class WatchApp(App[None]):
             events = await self.feed.events(job_id)
             if job_id == self.job_id:  # not switched to another job meanwhile
                 self._show_job(view)
-                log = self.query_one("#events", RichLog)
                 for e in events:
-                    log.write(event_line(e))
+                    self.events_log.write(event_line(e))
         self._show_workers(await self.feed.workers())
 
     def _show_jobs(self, jobs: Sequence[JobSummary]) -> None:
-        table = self.query_one("#jobs", DataTable)
+        table = self.jobs_table
         rows = {
             s.job.id: [s.job.id, s.job.name, _status(s.job.status.value), f"{s.progress:4.0%}"] for s in jobs
         }
@@ -209,16 +213,15 @@ class WatchApp(App[None]):
         )
         if s.job.pause_reason:
             head.append(f"\npaused because: {s.job.pause_reason}", style="magenta")
-        self.query_one("#job-head", Static).update(head)
-        table = self._tasks_table()
-        _fill(table, {t.key: _task_row(t, depth) for t, depth in tree(view.tasks)}, None)
+        self.head.update(head)
+        _fill(self.tasks_table, {t.key: _task_row(t, depth) for t, depth in tree(view.tasks)}, None)
 
     def _show_workers(self, traces: Sequence[WorkerTrace]) -> None:
-        table = self.query_one("#workers", DataTable)
+        table = self.workers_table
         rows = {}
         for trace in traces:
             w, res = trace.worker, trace.worker.resources
-            cpu, mem = series(trace.samples, READ["cpu"]), series(trace.samples, READ["memory"])
+            cpu, mem = _latest(trace.samples, "cpu"), _latest(trace.samples, "memory")
             rows[w.id] = [
                 w.name,
                 _status(w.status),
@@ -234,9 +237,6 @@ class WatchApp(App[None]):
 
     # -- selection ------------------------------------------------------------------------------
 
-    def _tasks_table(self) -> DataTable[object]:
-        return self.query_one("#tasks", DataTable)
-
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         table = event.data_table
         if table.id != "jobs" or event.row_key.value is None or event.row_key.value == self.job_id:
@@ -246,13 +246,13 @@ class WatchApp(App[None]):
         self.job_id = event.row_key.value
         self.summary = None
         self.feed.forget(self.job_id)
-        self.query_one("#events", RichLog).clear()
-        self._tasks_table().clear()
-        self.query_one("#job-head", Static).update(f"{self.job_id}: loading...")
+        self.events_log.clear()
+        self.tasks_table.clear()
+        self.head.update(f"{self.job_id}: loading...")
         self._wake.set()
 
     def selected_task(self) -> str | None:
-        return _cursor_key(self._tasks_table())
+        return _cursor_key(self.tasks_table)
 
     # -- actions --------------------------------------------------------------------------------
 
@@ -300,6 +300,13 @@ class WatchApp(App[None]):
                 await self._change(f"skip {key}", lambda job: self.control.resume(job, skip=[key]))
 
         self.push_screen(ConfirmScreen(f"Skip task {key}? Its dependents go on without it."), answered)
+
+
+def _latest(samples: Sequence[Sample], measure: str) -> list[tuple[float, float]]:
+    """The measure's latest ``SPARK`` values, one cell each (heartbeats come at uneven times; the
+    history view of `helix worker list --history` is the one that places them in time)."""
+    values = [v for _, v in series(samples, READ[measure])][-SPARK:]
+    return list(enumerate(values, start=0)) if values else []
 
 
 def _task_row(t: Task, depth: int) -> list[object]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from helixcode.domain.records import WorkerInfo
     from helixcode.engine.protocol import JobControl
 
-__all__ = ["Feed", "JobView", "WorkerTrace"]
+__all__ = ["Feed", "JobView", "Sample", "WorkerTrace"]
 
 #: Samples kept per worker for its sparklines.
 POINTS = 60
