@@ -168,3 +168,19 @@ def test_dot_renders_with_graphviz() -> None:
     assert svg.count('class="node') == len(TASKS)
     assert svg.count('class="edge') == 3
     assert "ünïcode" in svg
+
+
+def test_the_readme_sample_is_what_helix_graph_prints() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    sample = readme.split("### Watching the fleet", 1)[1].split("```mermaid\n", 1)[1].split("```", 1)[0]
+    tasks = [
+        task("build", S.SUCCEEDED, title="Build the library"),
+        task("test", S.WAITING, "build", title="Run the test suite", type=TaskType.TESTING),
+        task("test.1", S.SUCCEEDED, parent_key="test", title="Tests, part 1", type=TaskType.TESTING),
+        task(
+            "test.2", S.RUNNING, parent_key="test", title="Tests, part 2", type=TaskType.TESTING, progress=0.4
+        ),
+        task("ship", S.BLOCKED, "test", title="Package the release", type=TaskType.DEPLOYMENT),
+    ]
+    job = {"id": "3f9c2a1b7d04", "name": "release", "status": "running"}
+    assert render(tasks, "mermaid", job) == sample
