@@ -50,7 +50,10 @@ def watch(
     async def go(control: JobControl) -> None:
         from helixcode.cli.tui.app import WatchApp  # lazy: Textual loads for this command only
 
-        await WatchApp(control, job, interval=interval, source=source).run_async()
+        # A job that does not exist, a server that refuses the token: said before any screen is drawn.
+        job_id = await control.resolve(job) if job is not None else None
+        await control.jobs(1)
+        await WatchApp(control, job_id, interval=interval, source=source).run_async()
 
     run(go)
 

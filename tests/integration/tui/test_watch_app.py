@@ -98,6 +98,8 @@ async def test_pause_resume_and_cancel_only_once_confirmed(control: Control, sto
             await pilot.press("r")
             assert (await store.get_job(job.id)).status is JobStatus.RUNNING
             await shows(lambda: cell(app, "jobs", job.id, "status"), "running")
+            await pilot.press("r")  # running already: said, nothing written
+            assert [e.kind for e in await store.list_events(job.id)].count("resumed") == 1
 
             await pilot.press("c")
             assert isinstance(app.screen, ConfirmScreen)

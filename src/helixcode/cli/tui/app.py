@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
@@ -28,7 +29,7 @@ from helixcode.cli.history import MEASURES, series, sparkline
 from helixcode.cli.live import tree
 from helixcode.cli.render import STATUS_STYLE, _bar, event_line
 from helixcode.cli.tui.feed import Feed, JobView, Sample, WorkerTrace
-from helixcode.domain.enums import TaskStatus
+from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.errors import HelixError
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ __all__ = ["ConfirmScreen", "WatchApp"]
 
 READ = {label: read for label, _, read, _ in MEASURES}
 SPARK = 16
+#: Seconds the app waits, as it closes, for a look in flight.
+STOP_WAIT = 5.0
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -122,6 +125,8 @@ class WatchApp(App[None]):
         self.interval = interval
         self.source = source
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._looking: asyncio.Task[None] | None = None
         # Made here rather than found by query: a look that ends while the app closes may still
         # write to them, harmlessly, after the screen let them go.
         self.jobs_table: DataTable[object] = DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
@@ -158,37 +163,60 @@ class WatchApp(App[None]):
         for key in ("worker", "status", "tasks", "cpu", "cpu over time", "mem", "mem over time"):
             workers.add_column(key, key=key)
         tasks.focus()
-        self.run_worker(self._look_loop(), name="look", exclusive=True)
+        # A task of our own rather than a Textual worker, which the app cancels as it closes: a query
+        # cut off midway can leave its database connection unusable for whoever closes the store.
+        self._looking = asyncio.create_task(self._look_loop(), name="helix-watch-look")
+
+    async def on_unmount(self) -> None:
+        """Let a look in flight finish (``STOP_WAIT`` seconds at most), then stop looking."""
+        self._stop.set()
+        self._wake.set()
+        if self._looking is None:
+            return
+        done, _ = await asyncio.wait({self._looking}, timeout=STOP_WAIT)
+        if not done:
+            self._looking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._looking
 
     # -- reading --------------------------------------------------------------------------------
 
     async def _look_loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             self._wake.clear()
             try:
                 await self.look()
-                self.sub_title = self.source
-            except HelixError as exc:
-                self.sub_title = f"{self.source}: {exc}"
+                problem = None
+            except HelixError as exc:  # the server or the database away: said, and tried again
+                problem = str(exc)
+            except Exception:  # a bug: the app stops and says so, rather than freeze
+                self.exit(return_code=1, message=f"helix watch stopped:\n{traceback.format_exc()}")
+                return
+            if not self._stop.is_set():
+                self.sub_title = self.source if problem is None else f"{self.source}: {problem}"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
     async def look(self) -> None:
-        """Read everything once and show it."""
+        """Read everything, then show it all at once (one consistent screen per look)."""
         if self.job_id is None and self.wanted is not None:
             self.job_id = await self.control.resolve(self.wanted)
         jobs = await self.feed.jobs()
         if self.job_id is None and jobs:
             self.job_id = jobs[0].job.id
-        self._show_jobs(jobs)
-        if (job_id := self.job_id) is not None:
+        view, events, job_id = None, [], self.job_id
+        if job_id is not None:
             view = await self.feed.job(job_id)
             events = await self.feed.events(job_id)
-            if job_id == self.job_id:  # not switched to another job meanwhile
-                self._show_job(view)
-                for e in events:
-                    self.events_log.write(event_line(e))
-        self._show_workers(await self.feed.workers())
+        workers = await self.feed.workers()
+        if self._stop.is_set():
+            return
+        if view is not None and job_id == self.job_id:  # not switched to another job meanwhile
+            self._show_job(view)
+            for e in events:
+                self.events_log.write(event_line(e))
+        self._show_jobs(jobs)
+        self._show_workers(workers)
 
     def _show_jobs(self, jobs: Sequence[JobSummary]) -> None:
         table = self.jobs_table
@@ -272,6 +300,9 @@ class WatchApp(App[None]):
         await self._change("pause the job", lambda job: self.control.pause(job, "paused in helix watch"))
 
     async def action_resume(self) -> None:
+        if self.summary is not None and self.summary.job.status is JobStatus.RUNNING:
+            self.notify("the job is running: nothing to resume", severity="warning")
+            return
         await self._change("resume the job", self.control.resume)
 
     def action_cancel_job(self) -> None:
