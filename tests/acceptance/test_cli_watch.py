@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], in
 PLAN = """\
 name: watched
 tasks:
-  - {id: nap, type: building, title: Nap, run: {builtin: sleep, seconds: 1.5}}
+  - {id: nap, type: building, title: Nap, run: {builtin: sleep, seconds: 3}}
   - {id: ship, type: deployment, title: Ship, depends_on: [nap], run: {builtin: noop}}
 """
 ALTERNATE_SCREEN = "\x1b[?1049h"
@@ -41,6 +41,8 @@ def _submit(cli: Cli, write_plan: Callable[[str, str], Path]) -> str:
 def test_watch_without_a_terminal_prints_status_lines_until_the_job_ends(
     cli: Cli, write_plan: Callable[[str, str], Path]
 ) -> None:
+    for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        cli.env.pop(forcing, None)  # what a log gets by default
     job = _submit(cli, write_plan)
     watch = cli.popen("watch", job[:8])  # stdout is a file: no terminal
     log = cli.cwd.parent / "helix-1.log"
