@@ -47,15 +47,17 @@ def watch(
     else:
         source = f"server {remote}"
 
-    async def go(control: JobControl) -> None:
+    async def go(control: JobControl) -> int:
         from helixcode.cli.tui.app import WatchApp  # lazy: Textual loads for this command only
 
         # A job that does not exist, a server that refuses the token: said before any screen is drawn.
         job_id = await control.resolve(job) if job is not None else None
         await control.jobs(1)
-        await WatchApp(control, job_id, interval=interval, source=source).run_async()
+        app = WatchApp(control, job_id, interval=interval, source=source)
+        await app.run_async()
+        return app.return_code or 0
 
-    run(go)
+    raise typer.Exit(run(go))
 
 
 def _follow(job: str | None, once: bool) -> int:

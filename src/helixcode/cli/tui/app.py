@@ -127,8 +127,7 @@ class WatchApp(App[None]):
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._looking: asyncio.Task[None] | None = None
-        # Made here rather than found by query: a look that ends while the app closes may still
-        # write to them, harmlessly, after the screen let them go.
+        # Made here and kept, rather than queried: typed, and reachable whichever screen is on top.
         self.jobs_table: DataTable[object] = DataTable(id="jobs", cursor_type="row", zebra_stripes=True)
         self.head = Static("no job yet", id="job-head")
         self.tasks_table: DataTable[object] = DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
