@@ -116,6 +116,8 @@ def test_import_of_the_cli_loads_no_heavy_module() -> None:
         "helixcode.engine.manager",
         "helixcode.llm.registry",
         "helixcode.domain.plan",
+        "textual",
+        "helixcode.cli.tui.app",
     ]
     code = f"import sys, helixcode.cli.app; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -50,7 +50,14 @@ _JOB_FIELDS = (
 def summary_from_dict(data: Mapping[str, Any]) -> JobSummary:
     job = Job(status=JobStatus(data["status"]), **{k: data[k] for k in _JOB_FIELDS})
     counts = {TaskStatus(k): int(v) for k, v in data["counts"].items()}
-    return JobSummary(job=job, counts=counts, progress=data["progress"], eta_seconds=data["eta_seconds"])
+    return JobSummary(
+        job=job,
+        counts=counts,
+        progress=data["progress"],
+        eta_seconds=data["eta_seconds"],
+        tokens=int(data.get("tokens") or 0),
+        cost_usd=data.get("cost_usd"),
+    )
 
 
 def task_from_dict(data: Mapping[str, Any]) -> Task:

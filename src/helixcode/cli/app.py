@@ -20,12 +20,14 @@ import typer
 from helixcode import __version__
 from helixcode.cli import (
     control,
+    graph,
     llm_commands,
     mcp_commands,
     notify_commands,
     outcome,
     serve,
     testcycle,
+    watch,
     worker,
 )
 from helixcode.cli import run as run_commands
@@ -312,6 +314,8 @@ def _register() -> None:
     control.register(app)  # Jobs: pause, resume, cancel, split
     for command in (status, tasks, events, outcome.logs):
         app.command(rich_help_panel="Inspect")(command)
+    graph.register(app)  # Inspect: graph
+    watch.register(app)  # Inspect: watch
     llm_commands.register(app)  # Models: providers, chat
     serve.register(app)  # Server and integrations: serve, token
     mcp_commands.register(app)  # Server and integrations: mcp

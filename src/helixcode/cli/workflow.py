@@ -26,10 +26,8 @@ from helixcode.domain.enums import JobStatus
 from helixcode.errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
     from helixcode.agent.workspace import Workspace
-    from helixcode.domain.models import Event, JobSummary, Task
+    from helixcode.domain.models import JobSummary
     from helixcode.domain.plan import JobSpec
     from helixcode.store.store import Store
 
@@ -221,86 +219,34 @@ async def _pause(job_id: str) -> None:
 
 
 async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
-    """Follow the job until it ends or its pool can do no more: the live view on a terminal; when
-    stdout is not one (a log, CI), a line per task status change; with ``--no-live``, every event."""
-    import asyncio
-
-    from helixcode.cli.live import status_changes, status_line
-    from helixcode.cli.render import event_line
+    """Follow the job (``cli.follow``) until it ends or its pool can do no more, then report."""
+    from helixcode.cli.follow import Follower
     from helixcode.engine.manager import TaskManager
 
     store = await open_store()
-    manager = TaskManager(store)
-    view = _LiveView(pool) if live and console.is_terminal else None
-    seen: dict[str, str] | None = {} if live and view is None else None
-    cursor = 0
-    started = time.monotonic()
+
+    async def keep_going(summary: JobSummary) -> bool:
+        if summary.job.status.terminal:
+            return False
+        if pool.alive() == 0 and not await store.has_work(POOL_CAPABILITIES):
+            return False
+        if pool.alive() == 0 and summary.job.status is JobStatus.PAUSED:
+            return False
+        return not (pool.alive() == 0 and not _revived(pool, job_id))
+
     try:
-        with view or contextlib.nullcontext():
-            while True:
-                events = await manager.events(job_id, cursor)
-                if events:
-                    cursor = events[-1].id
-                    if view is not None:
-                        view.recent = (view.recent + events)[-6:]
-                    elif seen is None:
-                        for e in events:
-                            console.print(event_line(e))
-                summary = await manager.summary(job_id)
-                if view is not None or seen is not None:
-                    tasks = await store.list_tasks(job_id)
-                    took = time.monotonic() - started
-                    if view is not None:
-                        view.update(summary, tasks, await store.task_outputs(job_id), took)
-                    else:
-                        assert seen is not None
-                        for t in status_changes(tasks, seen):
-                            seen[t.key] = t.status.value
-                            console.print(status_line(t, took))
-                if summary.job.status.terminal:
-                    break
-                if pool.alive() == 0 and not await store.has_work(POOL_CAPABILITIES):
-                    break
-                if pool.alive() == 0 and summary.job.status is JobStatus.PAUSED:
-                    break
-                if pool.alive() == 0 and not _revived(pool, job_id):
-                    break
-                await asyncio.sleep(0.5 if events else 1.0)
+        follower = Follower(
+            TaskManager(store),
+            job_id,
+            live=live,
+            alive=pool.alive,
+            outputs=lambda: store.task_outputs(job_id),
+        )
+        summary = await follower.run(keep_going)
         await _report(store, job_id, summary.job.status, summary.job.pause_reason)
         return summary.job.status
     finally:
         await store.aclose()
-
-
-class _LiveView:
-    """The Rich live view of the task tree (a terminal only), as a context manager."""
-
-    def __init__(self, pool: Pool) -> None:
-        from rich.live import Live
-
-        self.pool = pool
-        self.recent: list[Event] = []
-        self.live = Live(console=console, refresh_per_second=4, transient=False)
-
-    def __enter__(self) -> _LiveView:
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.live.__exit__(None, None, None)
-
-    def update(
-        self,
-        summary: JobSummary,
-        tasks: Sequence[Task],
-        outputs: Mapping[str, Mapping[str, Any]],
-        took: float,
-    ) -> None:
-        from helixcode.cli.live import job_view
-
-        self.live.update(
-            job_view(summary, tasks, outputs, self.recent, took, self.pool.alive(), console.width)
-        )
 
 
 async def _report(store: Store, job_id: str, status: JobStatus, pause_reason: str | None) -> None:
