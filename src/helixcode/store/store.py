@@ -4,13 +4,14 @@ Its parts live in their own modules over a shared ``StoreBase``: ``claims`` (lea
 ``graph`` (what a finished task changes for its job), ``queue`` (writes under a lease, outcomes,
 maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``,
 ``limits`` (the fleet's shared LLM limits), ``usage`` (every model call's tokens and cost),
-``retention`` (pruning finished work by policy), ``outbox`` (notifications to deliver). Dialect
-differences (SQLite vs PostgreSQL) stay inside this package.
+``retention`` (pruning finished work by policy), ``outbox`` (notifications to deliver), ``browse``
+(what the web dashboard reads). Dialect differences (SQLite vs PostgreSQL) stay inside this package.
 """
 
 from __future__ import annotations
 
 from helixcode.store.batch import BatchOps
+from helixcode.store.browse import BrowseOps
 from helixcode.store.control import ControlOps
 from helixcode.store.expand import ExpandOps
 from helixcode.store.inspect import InspectOps
@@ -26,6 +27,7 @@ __all__ = ["Store"]
 
 
 class Store(
+    BrowseOps,
     JobOps,
     ControlOps,
     BatchOps,
