@@ -23,16 +23,22 @@ Bar = list[Any]  # [key, attempt, start, end (None: running), outcome (None: run
 
 def lanes(spans: Iterable[AttemptSpan], now: float) -> list[dict[str, Any]]:
     """Per worker (in order of first start), its attempts packed into lanes; running ones end ``now``."""
+
+    def end_of(s: AttemptSpan) -> float:
+        return s.finished_at if s.finished_at is not None else now
+
+    def start_of(s: AttemptSpan) -> float:
+        return s.started_at if s.started_at is not None else end_of(s)
+
     by_worker: dict[str, list[AttemptSpan]] = {}
-    for span in sorted(spans, key=lambda s: s.started_at or s.finished_at or now):
+    for span in sorted(spans, key=start_of):
         by_worker.setdefault(span.worker_id or "?", []).append(span)
     out = []
     for worker, found in by_worker.items():
         ends: list[float] = []
         packed: list[list[Bar]] = []
         for s in found:
-            start = s.started_at if s.started_at is not None else (s.finished_at or now)
-            end = s.finished_at if s.finished_at is not None else now
+            start, end = start_of(s), end_of(s)
             slot = next((i for i, e in enumerate(ends) if e <= start), len(ends))
             if slot == len(ends):
                 ends.append(end)
