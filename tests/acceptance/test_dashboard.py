@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -297,7 +298,17 @@ def test_pause_and_resume_from_the_page_and_a_viewers_refusal(
     bare = page.evaluate(f"() => fetch('/ui/jobs/{job}/pause', {{method: 'POST'}}).then(r => r.status)")
     assert bare == 403
 
+    # A plan submitted from the jobs page opens as a job.
+    page.goto(f"{dashboard.url}/")
+    page.fill("#submit-plan textarea[name=plan]", SMALL.replace("small graph", "from the page"))
+    page.click("#submit-plan button[type=submit]")
+    page.wait_for_url(re.compile(r".*/jobs/[0-9a-f]+$"))
+    page.wait_for_function("() => document.body.dataset.graphReady")
+    assert page.locator("h1").inner_text().startswith("from the page")
+    assert len(dashboard.statuses(page)) == 5
+
     viewer = dashboard.page("viewer")
+    assert viewer.locator("#submit-plan button[type=submit]").is_disabled()
     dashboard.job(viewer, job)
     assert viewer.locator("button[data-action=pause]").is_disabled()
     status = viewer.evaluate(

@@ -90,6 +90,15 @@ function showError(node, error) {
 // -- the jobs page ------------------------------------------------------------------------------
 
 function initJobs() {
+  // While a job on the page is unfinished, the table refreshes itself (the page as served, re-read).
+  setInterval(async () => {
+    const open = document.querySelector('#jobs tr[data-status="running"], #jobs tr[data-status="paused"]');
+    if (!open || document.hidden) return;
+    const response = await fetch(location.href, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html").querySelector("#jobs tbody");
+    if (fresh) { $("#jobs tbody").replaceWith(fresh); localTimes(fresh); }
+  }, 5000);
   const error = $("#submit-error");
   const planForm = $("#submit-plan");
   const goalForm = $("#submit-goal");
@@ -229,7 +238,7 @@ class Graph {
   fit() {
     const rect = this.canvas.getBoundingClientRect();
     const w = Math.max(rect.width, 100), h = Math.max(rect.height, 100);
-    const scale = Math.min(2, Math.max(0.02, Math.min(w / (this.data.width + 40), h / (this.data.height + 40))));
+    const scale = Math.min(1.5, Math.max(0.02, Math.min(w / (this.data.width + 40), h / (this.data.height + 40))));
     this.view = {
       scale,
       x: -(w / scale - this.data.width) / 2,
@@ -239,6 +248,7 @@ class Graph {
   }
 
   center(key) {
+    this.touched = true;
     const box = this.data.boxes[this.tasks[key].owner];
     const rect = this.canvas.getBoundingClientRect();
     this.view.scale = Math.max(this.view.scale, 0.8);
@@ -252,7 +262,8 @@ class Graph {
     const rect = this.canvas.getBoundingClientRect();
     this.canvas.width = Math.round(rect.width * dpr);
     this.canvas.height = Math.round(rect.height * dpr);
-    this.draw();
+    if (this.data && !this.touched) this.fit(); // the whole graph until the view is moved
+    else this.draw();
   }
 
   draw() {
@@ -307,6 +318,24 @@ class Graph {
     ctx.strokeStyle = detail ? "rgba(90,100,120,0.55)" : "rgba(90,100,120,0.25)";
     ctx.lineWidth = px;
     ctx.stroke();
+    if (detail) {
+      // Arrowheads where a dependent starts: the arrow reads "is needed by".
+      ctx.beginPath();
+      const seenHead = new Set();
+      for (const [, c] of this.data.edges) {
+        if (seenHead.has(c)) continue;
+        seenHead.add(c);
+        const t = boxes[c];
+        const tx = t[X], ty = t[Y] + (t[KIND] === "frame" ? 12 : t[H] / 2);
+        if (tx < x0 || tx > x1 || ty < y0 || ty > y1) continue;
+        ctx.moveTo(tx, ty);
+        ctx.lineTo(tx - 7, ty - 4);
+        ctx.lineTo(tx - 7, ty + 4);
+        ctx.closePath();
+      }
+      ctx.fillStyle = "rgba(90,100,120,0.8)";
+      ctx.fill();
+    }
 
     // Tasks, batched by colour; then closed groups with their members' colours.
     const byColor = new Map();
@@ -397,7 +426,7 @@ class Graph {
       if (!this.data) return;
       if (drag) {
         const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
-        if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+        if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = this.touched = true;
         this.view.x = drag.vx - dx / this.view.scale;
         this.view.y = drag.vy - dy / this.view.scale;
         this.draw();
@@ -424,6 +453,7 @@ class Graph {
       const wx = mx / this.view.scale + this.view.x, wy = my / this.view.scale + this.view.y;
       const scale = Math.min(4, Math.max(0.01, this.view.scale * Math.exp(-ev.deltaY * 0.0015)));
       this.view = { scale, x: wx - mx / scale, y: wy - my / scale };
+      this.touched = true;
       this.draw();
     }, { passive: false });
   }
@@ -600,7 +630,7 @@ async function initJob() {
   }
 
   // The graph, then the stream from the graph's tag.
-  const tools = { fit: () => graph.fit(), "open-all": () => graph.load(graph.groupKeys), "close-all": () => graph.load([]) };
+  const tools = { fit: () => { graph.touched = false; graph.fit(); }, "open-all": () => graph.load(graph.groupKeys), "close-all": () => graph.load([]) };
   for (const [id, fn] of Object.entries(tools)) $(`#${id}`).addEventListener("click", fn);
   $("#find").addEventListener("keydown", (ev) => {
     if (ev.key !== "Enter") return;
