@@ -94,6 +94,7 @@ async def task_detail(
     latest = attempts[-1].output if attempts else {}
     result = next((a.output for a in reversed(attempts) if a.outcome == "succeeded"), None)
     where = next((a.output for a in reversed(attempts) if a.output.get("commit")), {})
+    names = {w.id: w.name for w in await store.list_workers(include_stopped=True)}
     return {
         "task": found.to_dict(),
         "attempts": [
@@ -112,6 +113,8 @@ async def task_detail(
         "commit": where.get("commit"),
         "branch": where.get("branch"),
         "events": [_event(e) for e in await store.task_events(found.id)],
+        "workers": {w: names[w] for a in attempts if (w := a.worker_id) in names}
+        | ({found.lease_owner: names[found.lease_owner]} if found.lease_owner in names else {}),
     }
 
 

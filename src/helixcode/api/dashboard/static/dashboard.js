@@ -487,6 +487,7 @@ function statusBadge(status) {
 async function renderDetail(aside, jobId, key, canAct, onChange, onSelect) {
   const d = await getJSON(`/ui/jobs/${jobId}/tasks/${encodeURIComponent(key)}`);
   const t = d.task;
+  const worker = (id) => (id ? (d.workers[id] ? `${d.workers[id]} (${id})` : id) : "—");
   const error = el("p", { class: "error", role: "alert", hidden: true });
   const act = (what) => async () => {
     try {
@@ -506,7 +507,7 @@ async function renderDetail(aside, jobId, key, canAct, onChange, onSelect) {
       el("div", {}, el("dt", {}, "Attempts"), el("dd", {}, `${t.attempts} of ${t.max_attempts} (${t.failures} failed, ${t.lease_losses} lost)`)),
       el("div", {}, el("dt", {}, "Depends on"), el("dd", {}, links(t.depends_on))),
       el("div", {}, el("dt", {}, "Part of"), el("dd", {}, t.parent_key ? links([t.parent_key]) : "—")),
-      el("div", {}, el("dt", {}, "Worker"), el("dd", {}, t.lease_owner || "—")),
+      el("div", {}, el("dt", {}, "Worker"), el("dd", {}, worker(t.lease_owner))),
       el("div", {}, el("dt", {}, "Started / ended"), el("dd", {}, `${localTime(t.started_at)} / ${localTime(t.finished_at)}`)),
       el("div", {}, el("dt", {}, "Commit"), el("dd", {}, d.commit ? el("code", {}, d.commit) : "—", d.branch ? [" on ", el("code", {}, d.branch)] : "")),
     ),
@@ -517,7 +518,7 @@ async function renderDetail(aside, jobId, key, canAct, onChange, onSelect) {
     error,
     el("h3", {}, "Attempts"),
     d.attempts.length ? table(["#", "worker", "duration", "outcome", "error"], d.attempts.map((a) => [
-      a.attempt, a.worker_id || "—", duration(a.duration), statusBadge(a.outcome), a.error || "",
+      a.attempt, worker(a.worker_id), duration(a.duration), statusBadge(a.outcome), a.error || "",
     ])) : el("p", { class: "note" }, "none finished yet"),
     el("h3", {}, "Output"),
     d.output.length ? d.output.map(([label, text]) => [el("h4", {}, label), el("pre", {}, text)]) : el("p", { class: "note" }, "none"),
