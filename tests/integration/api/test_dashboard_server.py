@@ -9,17 +9,19 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from helixcode.api import create_app
 from helixcode.api.dashboard.feed import Batch, FeedHub
 from helixcode.domain.enums import JobStatus
 from helixcode.store.store import Store
 from helixcode.store.tables import jobs
 from tests.helpers import spec, t, wait_until
-from tests.integration.api.conftest import PLAN, Api
+from tests.integration.api.conftest import PLAN, Api, ServerThread, _make_tokens, api_settings
 
 
 @asynccontextmanager
@@ -289,3 +291,37 @@ async def test_the_jobs_page_pages_by_cursor(api: Api) -> None:
         second = await browser.get(older[1].replace("&amp;", "&"))
         assert re.findall(r'<tr data-job="([0-9a-f]+)"', second.text) == made[::-1][50:]
         assert 'rel="next"' not in second.text
+
+
+async def test_twenty_browsers_on_one_job_cost_one_poll_loop_over_http(tmp_path: Path) -> None:
+    """Through the real server: 20 open streams on one job, one follower, one poll loop."""
+    settings = api_settings(f"sqlite+aiosqlite:///{tmp_path / 'helix.db'}")
+    tokens = await _make_tokens(settings)
+    app = create_app(settings, workdir=tmp_path, sse_poll=0.05)
+    with ServerThread(app) as server:
+        api = Api(f"http://127.0.0.1:{server.port}", settings, tokens)
+        async with api.client("operator") as op:
+            job = (await op.post("/api/v1/jobs", json={"plan": PLAN})).json()["id"]
+        async with login(api, "viewer") as (browser, _), AsyncExitStack() as streams:
+            calls = {"n": 0}
+            store = app.state.store
+            real = store.list_events
+
+            async def counted(*args: Any, **kwargs: Any) -> Any:
+                calls["n"] += 1
+                return await real(*args, **kwargs)
+
+            store.list_events = counted
+            opened = []
+            for _ in range(20):
+                response = await streams.enter_async_context(browser.stream("GET", f"/ui/jobs/{job}/stream"))
+                assert response.status_code == 200
+                opened.append(response.aiter_lines())
+            for lines in opened:
+                assert await anext(lines) == "retry: 2000"
+            await wait_until(lambda: app.state.feeds.watchers(job) == 20)
+            assert app.state.feeds.following() == 1
+            calls["n"] = 0
+            await asyncio.sleep(1.0)
+            assert calls["n"] <= 30, calls["n"]  # 20 loops at 0.05 s would be 400
+        await wait_until(lambda: app.state.feeds.following() == 0)

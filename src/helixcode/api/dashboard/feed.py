@@ -69,6 +69,11 @@ class FeedHub:
         """How many jobs have a follower now (for tests and metrics)."""
         return len(self._feeds)
 
+    def watchers(self, job_id: str) -> int:
+        """How many subscribers the job's follower serves now."""
+        feed = self._feeds.get(job_id)
+        return len(feed.queues) if feed else 0
+
     @asynccontextmanager
     async def subscribe(
         self, job_id: str, after: int, *, idle: float = 15.0
