@@ -19,7 +19,7 @@ from helixcode.api import create_app
 from helixcode.api.dashboard.feed import Batch, FeedHub
 from helixcode.domain.enums import JobStatus
 from helixcode.store.store import Store
-from helixcode.store.tables import jobs
+from helixcode.store.tables import jobs, llm_calls, llm_limits
 from tests.helpers import spec, t, wait_until
 from tests.integration.api.conftest import PLAN, Api, ServerThread, _make_tokens, api_settings
 
@@ -325,3 +325,39 @@ async def test_twenty_browsers_on_one_job_cost_one_poll_loop_over_http(tmp_path:
             await asyncio.sleep(1.0)
             assert calls["n"] <= 30, calls["n"]  # 20 loops at 0.05 s would be 400
         await wait_until(lambda: app.state.feeds.following() == 0)
+
+
+async def test_provider_use_reads_the_fleets_calls_and_holds(store: Store) -> None:
+    now = await store.now()
+    calls = [
+        {
+            "provider": "p1",
+            "model": "m",
+            "ok": i % 4 != 0,
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "cached_tokens": 0,
+            "latency_s": 0.5,
+            "error": None if i % 4 else f"boom {i}",
+            "created_at": now - 100 + i,
+        }
+        for i in range(20)
+    ]
+    async with store._write() as conn:
+        await conn.execute(llm_calls.insert(), calls)
+        await conn.execute(
+            llm_limits.insert(),
+            [
+                {"provider": "p1", "model": "*", "down_until": now + 30, "blocked_until": None},
+                {"provider": "p1", "model": "m", "down_until": None, "blocked_until": now + 30},
+                {"provider": "p2", "model": "*", "down_until": now - 30, "blocked_until": None},
+            ],
+        )
+    uses, errors = await store.provider_use(["p1", "p2"])
+    p1, p2 = uses
+    assert (p1.calls, p1.failures, p1.mean_latency_s) == (20, 5, 0.5)
+    assert p1.down_until is not None
+    assert p1.down_until > now
+    assert p1.blocked_models == ("m",)
+    assert (p2.calls, p2.down_until, p2.blocked_models) == (0, None, ())  # its hold has passed
+    assert [e.error for e in errors] == ["boom 16", "boom 12", "boom 8", "boom 4", "boom 0"]

@@ -14,6 +14,8 @@ shared by every browser), ``layout`` and ``charts`` (pure: where boxes and bars 
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -45,7 +47,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 
     async def to_login(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
-        return RedirectResponse(f"/login?next={_quote(exc.next_path)}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}", status_code=303)
 
     app.add_exception_handler(LoginRequired, to_login)
 
@@ -55,9 +57,3 @@ def start(app: FastAPI, store: Store, poll: float) -> FeedHub:
     hub = FeedHub(store, poll=poll)
     app.state.feeds = hub
     return hub
-
-
-def _quote(path: str) -> str:
-    from urllib.parse import quote
-
-    return quote(path, safe="/")

@@ -224,9 +224,8 @@ async def providers_page(request: Request, user: PageUser, store: StoreDep) -> R
     llm: LLMManager | None = await request.app.state.llm()
     providers: list[dict[str, Any]] = []
     if llm is not None:
-        names = list(llm.entries)
-        (models, health), (uses, errors) = await asyncio.gather(
-            asyncio.gather(llm.refresh_models(), llm.monitor.probe_all()), store.provider_use(names)
+        models, health, (uses, errors) = await asyncio.gather(
+            llm.refresh_models(), llm.monitor.probe_all(), store.provider_use(list(llm.entries))
         )
         by_name: dict[str, ProviderUse] = {u.provider: u for u in uses}
         for name, entry in llm.entries.items():
