@@ -9,6 +9,7 @@ attempts by the ``results`` primary key, model calls by their id.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 
 import sqlalchemy as sa
 
@@ -52,14 +53,15 @@ class BrowseOps(JobOps):
             stmt = stmt.where(jobs.c.status.in_([s.value for s in statuses]))
         if before is not None:
             at, job_id = before
-            stmt = stmt.where(
-                sa.or_(jobs.c.created_at < at, sa.and_(jobs.c.created_at == at, jobs.c.id < job_id))
-            )
+            # ``created_at <= at`` alone bounds the index scan; the OR only settles ties.
+            stmt = stmt.where(jobs.c.created_at <= at, sa.or_(jobs.c.created_at < at, jobs.c.id < job_id))
         async with self._read() as conn:
             found = [job_from_row(r) for r in (await conn.execute(stmt)).mappings()]
             summaries = await self._summaries(conn, found[:limit])
-        # The ETA needs every leaf of a job: only the unfinished jobs of the page pay for it.
-        summaries = [s if s.job.status.terminal else await self.job_summary(s.job.id) for s in summaries]
+            # The ETA needs every leaf of a job: only the unfinished jobs of the page pay for it.
+            unfinished = [s.job.id for s in summaries if not s.job.status.terminal]
+            etas = await self._etas(conn, unfinished) if unfinished else {}
+        summaries = [replace(s, eta_seconds=etas[s.job.id]) if s.job.id in etas else s for s in summaries]
         last = found[limit - 1] if len(found) > limit else None
         return JobPage(summaries, None if last is None else (last.created_at, last.id))
 

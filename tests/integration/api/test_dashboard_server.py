@@ -271,7 +271,10 @@ async def test_paging_thousands_of_jobs_costs_the_same_at_any_depth(store: Store
         cursor = page.next
     assert seen == [r["id"] for r in sorted(rows, key=lambda r: (r["created_at"], r["id"]), reverse=True)]
     assert len(took) == 60
-    assert max(took) < 0.25, f"slowest page {max(took):.3f} s"  # page 60 included: no OFFSET scan
+    # Deep pages cost what the first do (no OFFSET scan); medians, as the machine's load varies.
+    first, last = sorted(took[:15])[7], sorted(took[-15:])[7]
+    assert last < 3 * first + 0.02, f"first pages {first:.3f} s, last pages {last:.3f} s"
+    assert max(took) < 1.0, f"slowest page {max(took):.3f} s"
     paused = await store.list_jobs_page([JobStatus.PAUSED], limit=500)
     assert len(paused.jobs) == 300
     assert paused.next is None
