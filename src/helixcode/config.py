@@ -229,11 +229,22 @@ class LLMSettings(_Section):
 
 
 class ApiSettings(_Section):
-    """`helix serve`: where it listens and how much it accepts."""
+    """`helix serve`: where it listens, how much it accepts, and the web dashboard's sessions."""
 
     host: str = Field(default="127.0.0.1", description="address to listen on")
     port: int = Field(default=8600, ge=0, le=65535, description="TCP port (0: any free port)")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="largest request body accepted")
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="key that signs the dashboard's session cookies; set the same one on every replica "
+        "behind a load balancer (default: a new random key at each start, which logs browsers out)",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30, description="a dashboard login lasts this long"
+    )
+    secure_cookies: bool = Field(
+        default=False, description="mark session cookies Secure even over http (behind a TLS proxy)"
+    )
 
 
 class McpServerSettings(_Section):

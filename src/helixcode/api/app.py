@@ -1,8 +1,9 @@
 """The REST API's application factory: ``create_app(settings)`` gives an ASGI app for uvicorn.
 
 The app opens one Store (and one TaskManager over it) for its lifetime; the LLM manager is built on
-first use (only ``/providers`` needs it). Every route but ``/healthz`` and ``/readyz``
-requires a bearer token; the OpenAPI schema and its docs page describe the API and are public.
+first use (only ``/providers`` and metrics need it). Every route but ``/healthz`` and ``/readyz``
+requires a bearer token; the OpenAPI schema and its docs page describe the API and are public. The
+web dashboard (``api.dashboard``) is served beside the API at ``/``, with browser sessions instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from helixcode import __version__, tracing
+from helixcode.api import dashboard
 from helixcode.api.limits import BodyLimit
 from helixcode.api.problems import PROBLEM_RESPONSES, install_handlers
 from helixcode.api.routers import admin, health, jobs, tasks
@@ -61,9 +63,11 @@ def create_app(
         store = await Store.open(settings)
         app.state.store = store
         app.state.manager = TaskManager(store)
+        feeds = dashboard.start(app, store, sse_poll)
         try:
             yield
         finally:
+            await feeds.aclose()
             await lazy.aclose()
             await store.aclose()
 
@@ -88,6 +92,7 @@ def create_app(
     v1.include_router(admin.router)
     app.include_router(v1)
     app.include_router(health.router)
+    dashboard.install(app, settings)
 
     return app
 

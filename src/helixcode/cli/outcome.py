@@ -15,13 +15,14 @@ Both work through the REST API too (``--server``/``HELIX_SERVER``): `logs` reads
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from helixcode.cli.common import JsonOpt, console, err_console, run
 from helixcode.domain.enums import JobStatus, TaskStatus
+from helixcode.domain.outputs import output_sections, tail_lines
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -60,31 +61,6 @@ def exit_code(status: JobStatus) -> int:
     if status is JobStatus.SUCCEEDED:
         return 0
     return 1 if status.terminal else EXIT_NOT_ENDED
-
-
-def tail_lines(text: str, lines: int) -> str:
-    """The last ``lines`` lines of ``text``, saying how many were left out."""
-    kept = text.rstrip("\n").splitlines()
-    if len(kept) <= lines:
-        return "\n".join(kept)
-    return f"... ({len(kept) - lines} earlier lines)\n" + "\n".join(kept[-lines:])
-
-
-def output_sections(output: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The readable parts of an attempt's output, as (label, text): a shell task's stdout and stderr;
-    an agent or test task's summary and its tests' output; merge conflicts. Empty parts are left out."""
-    sections: list[tuple[str, str]] = []
-    if summary := output.get("summary"):
-        sections.append(("summary", str(summary)))
-    for stream in ("stdout", "stderr"):
-        if text := output.get(stream):
-            sections.append((stream, str(text)))
-    tests = output.get("tests")
-    if isinstance(tests, Mapping) and (text := tests.get("output")):
-        sections.append((f"tests: {tests.get('command') or ''}".rstrip(": "), str(text)))
-    if conflicts := output.get("conflicts"):
-        sections.append(("conflicts", "\n".join(map(str, conflicts))))
-    return sections
 
 
 def logs(

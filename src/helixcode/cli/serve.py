@@ -32,7 +32,8 @@ def serve(
         int | None, typer.Option(min=0, max=65535, help="Port (default: api.port in the config).")
     ] = None,
 ) -> None:
-    """Serve the REST API (/api/v1, OpenAPI at /api/v1/docs) with live events over SSE."""
+    """Serve the REST API (/api/v1, OpenAPI at /api/v1/docs) with live events over SSE, and the web
+    dashboard at / (log in with a token from `helix token create`)."""
     import uvicorn  # lazy: only this command needs the server stack
 
     from helixcode.api import create_asgi
@@ -40,7 +41,10 @@ def serve(
     settings = state.settings()
     host = host or settings.api.host
     port = settings.api.port if port is None else port
-    err_console.print(f"helix API on http://{host}:{port}/api/v1 (docs: /api/v1/docs)", highlight=False)
+    err_console.print(
+        f"helix API on http://{host}:{port}/api/v1 (docs: /api/v1/docs); dashboard on http://{host}:{port}/",
+        highlight=False,
+    )
     uvicorn.run(
         create_asgi(settings),
         host=host,

@@ -5,13 +5,14 @@ Its parts live in their own modules over a shared ``StoreBase``: ``claims`` (lea
 maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``,
 ``limits`` (the fleet's shared LLM limits), ``usage`` (every model call's tokens and cost),
 ``metrics`` (the logs rolled up into the fleet's counters), ``retention`` (pruning finished work by
-policy, after the metrics have counted it), ``outbox`` (notifications to deliver). Dialect
-differences (SQLite vs PostgreSQL) stay inside this package.
+policy, after the metrics have counted it), ``outbox`` (notifications to deliver), ``browse`` (what
+the web dashboard reads). Dialect differences (SQLite vs PostgreSQL) stay inside this package.
 """
 
 from __future__ import annotations
 
 from helixcode.store.batch import BatchOps
+from helixcode.store.browse import BrowseOps
 from helixcode.store.control import ControlOps
 from helixcode.store.expand import ExpandOps
 from helixcode.store.inspect import InspectOps
@@ -27,6 +28,7 @@ __all__ = ["Store"]
 
 
 class Store(
+    BrowseOps,
     JobOps,
     ControlOps,
     BatchOps,

@@ -77,6 +77,23 @@ class TokenOps(StoreBase):
                 )
         return token
 
+    async def live_token(self, token_id: str) -> ApiToken | None:
+        """The token with this id unless revoked: what a browser session (which holds the id, never
+        the secret) is checked against on each request."""
+        async with self._read() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(api_tokens).where(
+                            api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None)
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return None if row is None else _token(row)
+
     async def list_tokens(self, include_revoked: bool = False) -> list[ApiToken]:
         stmt = sa.select(api_tokens).order_by(api_tokens.c.created_at)
         if not include_revoked:
