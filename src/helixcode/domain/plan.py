@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from helixcode.domain.bulk import gc_paused
 from helixcode.domain.enums import Criticality, Priority, TaskType
+from helixcode.domain.gc_pause import gc_paused
 from helixcode.domain.graph import validate_graph
 from helixcode.domain.kinds import RUN_KINDS, RunSpec, default_requires
 from helixcode.domain.runs import (

@@ -9,8 +9,8 @@ from dataclasses import replace
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helixcode.domain.bulk import gc_paused
 from helixcode.domain.enums import JobStatus, TaskStatus
+from helixcode.domain.gc_pause import gc_paused
 from helixcode.domain.graph import chain_lengths
 from helixcode.domain.models import Event, Job, JobSummary, Task
 from helixcode.domain.plan import JobSpec

@@ -4,7 +4,7 @@ Every write a worker makes names its lease token and runs as ``UPDATE ... WHERE 
 no row updated means the lease is gone and the write is refused with ``LeaseLost`` (fencing), so a worker
 that was presumed dead can never overwrite its successor.
 
-Claims are in ``claims``, what a finished task changes for the rest of its job in ``graph``; this
+Claims are in ``claims``, what a finished task changes for the rest of its job in ``propagation``; this
 module holds what a worker writes while it holds a lease, and maintenance.
 """
 
@@ -25,7 +25,7 @@ from helixcode.domain.ordering import CRIT_LEVELS, TOP_PRIORITY
 from helixcode.errors import LeaseLost, SchedulerError
 from helixcode.store.base import EMPTY_JSONB, READY_CHANNEL, const, event, status_is, unfinished
 from helixcode.store.database import db_now
-from helixcode.store.graph import BROKEN, GraphOps
+from helixcode.store.propagation import BROKEN, PropagationOps
 from helixcode.store.rows import checkpoint_from_row
 from helixcode.store.tables import checkpoints, events, jobs, results, task_dependencies, tasks
 
@@ -43,7 +43,7 @@ class CheckpointTooLarge(SchedulerError):
 _LEASE_CLEARED: dict[str, Any] = {"lease_owner": None, "lease_token": None, "lease_expires_at": None}
 
 
-class QueueOps(GraphOps):
+class QueueOps(PropagationOps):
     """The scheduler's writes. Decisions (backoff, order, splitting) come from ``helixcode.domain``."""
 
     # -- leases ---------------------------------------------------------------------------------

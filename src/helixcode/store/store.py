@@ -1,7 +1,7 @@
 """The one store object: every SQL statement HelixCode runs lives behind its methods.
 
 Its parts live in their own modules over a shared ``StoreBase``: ``claims`` (leasing ready tasks),
-``graph`` (what a finished task changes for its job), ``queue`` (writes under a lease, outcomes,
+``propagation`` (what a finished task changes for its job), ``queue`` (writes under a lease, outcomes,
 maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``,
 ``limits`` (the fleet's shared LLM limits), ``usage`` (every model call's tokens and cost),
 ``metrics`` (the logs rolled up into the fleet's counters), ``retention`` (pruning finished work by

@@ -18,9 +18,7 @@ from helixcode.store.tables import tasks, worker_heartbeats, workers
 
 LIVE = ("active", "draining")
 
-#: ``WorkerInfo`` is re-exported for api/client.py until it imports it from ``helixcode.domain.records``:
-#: to be removed.
-__all__ = ["WorkerInfo", "WorkerOps"]
+__all__ = ["WorkerOps"]
 
 
 class WorkerOps(QueueOps, StoreBase):

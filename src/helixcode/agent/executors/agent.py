@@ -39,7 +39,6 @@ from typing import Any
 from helixcode.agent.conflicts import markers_left, on_conflict
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
 from helixcode.agent.fencing import landing_fence
-from helixcode.agent.inputs import task_inputs
 from helixcode.agent.loop import AgentLoop, LoopLimits, LoopState
 from helixcode.agent.mcp_tools import mcp_tools
 from helixcode.agent.model_needs import model_needs
@@ -47,6 +46,7 @@ from helixcode.agent.planning import ask_for_plan, chain, plan_output, split_uni
 from helixcode.agent.prompts import PROFILES, system_prompt, task_prompt
 from helixcode.agent.sandbox import Sandbox
 from helixcode.agent.services import AgentServices, services_for
+from helixcode.agent.task_inputs import task_inputs
 from helixcode.agent.tools import ToolProvider, Toolset, WorkspaceTools, command_result
 from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, job_branch
 from helixcode.domain.enums import TaskType

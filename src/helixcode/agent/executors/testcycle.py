@@ -23,8 +23,8 @@ from typing import Any
 
 from helixcode.agent.executors.agent import TEST_TIMEOUT, detect_test_command, parse_test_counts
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
-from helixcode.agent.inputs import task_inputs
 from helixcode.agent.services import AgentServices, services_for
+from helixcode.agent.task_inputs import task_inputs
 from helixcode.agent.tools import command_result
 from helixcode.agent.workspace import MergeConflict, Workspace
 from helixcode.domain.runs import SuiteOptions, SuiteRun

@@ -17,13 +17,13 @@ from helixcode.store.base import DONE, event, unfinished
 from helixcode.store.claims import ClaimOps
 from helixcode.store.tables import jobs, task_dependencies, tasks
 
-__all__ = ["BROKEN", "GraphOps"]
+__all__ = ["BROKEN", "PropagationOps"]
 
 S = TaskStatus
 BROKEN = [S.FAILED.value, S.UPSTREAM_FAILED.value, S.CANCELLED.value]
 
 
-class GraphOps(ClaimOps):
+class PropagationOps(ClaimOps):
     """Propagation through the task graph, inside the caller's transaction."""
 
     # -- graph propagation ----------------------------------------------------------------------

@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from helixcode.domain.bulk import gc_paused
+from helixcode.domain.gc_pause import gc_paused
 
 
 def test_the_collector_is_off_inside_and_back_on_after() -> None:
