@@ -320,7 +320,7 @@ def test_plan_schema_describes_plan_files(newcomer: Cli) -> None:
 def test_run_on_the_embedded_model_applies_small_limits_and_says_so(cli: Cli, tmp_path: Path) -> None:
     repo = sample_repo(tmp_path)
     cli.env["HELIX_AGENT_SANDBOX"] = "off"  # only the submitted options matter here
-    run = cli.popen("run", "Add a farewell function", "--repo", str(repo), "--max-rounds", "5")
+    run = cli.popen("run", "Add a farewell function", "--repo", str(repo), "--tool-rounds", "5")
     log = cli.cwd.parent / "helix-1.log"
     try:
         deadline = time.monotonic() + 60
@@ -369,7 +369,7 @@ def test_embedded_limits_fill_only_what_was_not_given() -> None:
     given = {"max_subtasks": 5, "max_rounds": None, "max_tokens": None, "chain": None}
     options, applied = with_embedded_limits(given)
     assert options == {"max_subtasks": 5, "max_rounds": 2, "max_tokens": 160, "chain": True}
-    assert applied == ["--max-rounds 2", "--max-tokens 160", "--chain"]
+    assert applied == ["--tool-rounds 2", "--max-tokens 160", "--chain"]
     everything = dict.fromkeys(EMBEDDED_LIMITS)
     assert with_embedded_limits(everything)[0] == EMBEDDED_LIMITS
     chosen = {"max_subtasks": 1, "max_rounds": 1, "max_tokens": 64, "chain": False}

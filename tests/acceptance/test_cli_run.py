@@ -50,7 +50,7 @@ def test_cli_run_survives_a_killed_worker(cli: Cli, tmp_path: Path) -> None:
     test = f"{sys.executable} -m unittest -q tests.test_greet"
     run = cli.popen(
         "run", "Add a farewell(name) function to greet.py", "--repo", str(repo), "--workers", "2",
-        "--max-subtasks", "2", "--max-rounds", "4", "--max-tokens", "64", "--chain", "--test-command", test,
+        "--max-subtasks", "2", "--tool-rounds", "4", "--max-tokens", "64", "--chain", "--test-command", test,
         "--no-live",
     )  # fmt: skip
     killed: str | None = None

@@ -33,7 +33,7 @@ def test_cli_run_on_a_remote_repository(cli: Cli, tmp_path: Path) -> None:
     git(tmp_path, "clone", "-q", "--bare", str(sample_repo(tmp_path)), str(origin))
     proc = cli(
         "run", "Add a farewell(name) function to greet.py", "--repo", origin.as_uri(), "--workers", "2",
-        "--max-subtasks", "2", "--max-rounds", "2", "--max-tokens", "48", "--on-conflict", "debug",
+        "--max-subtasks", "2", "--tool-rounds", "2", "--max-tokens", "48", "--on-conflict", "debug",
         "--no-live", timeout=360,
     )  # fmt: skip
     job = cli.json("status")[0]

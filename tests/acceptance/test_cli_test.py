@@ -39,7 +39,7 @@ def tiny_repo(root: Path, body: str) -> Path:
 def test_cli_test_passing_tests_exit_0_with_the_counts(cli: Cli, tmp_path: Path) -> None:
     repo = tiny_repo(tmp_path, "a + b")
     cli.env["COLUMNS"] = "80"
-    proc = cli("test", "--repo", str(repo), "--rounds", "1", timeout=80)  # live view, in 80 columns
+    proc = cli("test", "--repo", str(repo), "--debug-rounds", "1", timeout=80)  # live view, in 80 columns
     assert "tests pass in round 1 (2 passed)" in proc.stdout
     assert "-m pytest -q (detected)" in proc.stdout
     assert max(len(line) for line in proc.stdout.splitlines()) <= 80, proc.stdout
@@ -58,7 +58,7 @@ def test_cli_test_fails_after_its_rounds_naming_the_command(cli: Cli, tmp_path: 
     repo = tiny_repo(tmp_path, "a - b")
     command = f"{sys.executable} -m pytest -q -p no:cacheprovider tests"
     proc = cli(
-        "test", "--repo", str(repo), "--command", command, "--rounds", "1", "--max-rounds", "1",
+        "test", "--repo", str(repo), "--command", command, "--debug-rounds", "1", "--max-rounds", "1",
         "--max-tokens", "48", "--no-live", check=False, timeout=110,
     )  # fmt: skip
     assert proc.returncode == 1, f"{proc.stdout}\n{proc.stderr}"
@@ -113,7 +113,16 @@ def test_cli_test_a_killed_worker_loses_no_round(cli: Cli, tmp_path: Path, run_c
         {"HELIX_TASKS_LEASE_TTL": "4", "HELIX_TASKS_HEARTBEAT_INTERVAL": "1", "HELIX_AGENT_NETWORK": "true"}
     )
     run = cli.popen(
-        "test", "--repo", str(repo), "--rounds", "2", "--max-rounds", "1", "--max-tokens", "48", "--no-live"
+        "test",
+        "--repo",
+        str(repo),
+        "--debug-rounds",
+        "2",
+        "--max-rounds",
+        "1",
+        "--max-tokens",
+        "48",
+        "--no-live",
     )
     killed = False
     deadline = time.monotonic() + 120

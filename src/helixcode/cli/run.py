@@ -98,19 +98,23 @@ def embedded_only(settings: Settings) -> bool:
     return settings.llm.embedded and not any(p.enabled for p in settings.providers.values())
 
 
+#: Options whose flag is not their name with dashes.
+FLAGS = {"max_rounds": "--tool-rounds"}
+
+
 def with_embedded_limits(given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The options with ``EMBEDDED_LIMITS`` filling those not given (None), and the flags that did::
 
     with_embedded_limits({"max_subtasks": 5, "max_rounds": None, "max_tokens": None, "chain": None})
     # ({"max_subtasks": 5, "max_rounds": 2, "max_tokens": 160, "chain": True},
-    #  ["--max-rounds 2", "--max-tokens 160", "--chain"])
+    #  ["--tool-rounds 2", "--max-tokens 160", "--chain"])
     """
     options = dict(given)
     applied = []
     for name, value in EMBEDDED_LIMITS.items():
         if options.get(name) is None:
             options[name] = value
-            flag = "--" + name.replace("_", "-")
+            flag = FLAGS.get(name) or "--" + name.replace("_", "-")
             applied.append(flag if value is True else f"{flag} {value}")
     return options, applied
 
@@ -133,7 +137,7 @@ def run(
     """Plan GOAL with the model, execute the plan on a local worker pool, merge it into helix/<job>.
 
     On the embedded model (no provider configured) small limits apply unless given: --max-subtasks 3
-    --max-rounds 2 --max-tokens 160 --chain."""
+    --tool-rounds 2 --max-tokens 160 --chain."""
     if (goal is None) == (attach is None):
         raise ConfigError("give a GOAL, or --attach JOB to continue a job")
     if attach is None:

@@ -46,7 +46,11 @@ def run_tests(
     rounds: Annotated[
         int,
         typer.Option(
-            "--rounds", min=0, max=MAX_TEST_ROUNDS, help="Debugging rounds after a failure (0: only test)."
+            "--debug-rounds",
+            "--rounds",
+            min=0,
+            max=MAX_TEST_ROUNDS,
+            help="Debug-and-re-test rounds after a failure (0: only test).",
         ),
     ] = 3,
     provider: ProviderOpt = None,
@@ -56,7 +60,7 @@ def run_tests(
     max_tokens: TokensOpt = None,
     live: LiveOpt = True,
 ) -> None:
-    """Run the tests; on failure debug and re-test, up to --rounds times. Fixes land on helix/<job>."""
+    """Run the tests; on failure debug and re-test, up to --debug-rounds times. Fixes land on helix/<job>."""
     from helixcode.domain.enums import TaskType
     from helixcode.domain.plan import JobSpec, SuiteOptions, SuiteRun, TaskSpec
 

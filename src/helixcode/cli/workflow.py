@@ -60,7 +60,10 @@ ProviderOpt = Annotated[
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name (default: the provider's).")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=1, help="Local worker processes to start.")]
-RoundsOpt = Annotated[int | None, typer.Option("--max-rounds", min=1, help="Tool rounds per agent task.")]
+#: Tool rounds of one agent task (``--max-rounds``, its old name, still works).
+RoundsOpt = Annotated[
+    int | None, typer.Option("--tool-rounds", "--max-rounds", min=1, help="Tool rounds per agent task.")
+]
 TokensOpt = Annotated[int | None, typer.Option("--max-tokens", min=16, help="Tokens per model reply.")]
 LiveOpt = Annotated[bool, typer.Option("--live/--no-live", help="Show the live task view.")]
 

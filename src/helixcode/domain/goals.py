@@ -13,7 +13,7 @@ def goal_spec(
 ) -> JobSpec:
     """The job `helix run GOAL`, the API's and MCP's goal submissions create: ``plan`` does the rest.
     One place, so the planner is critical however the goal arrives (a plan that fails pauses the
-    job for a person); ``run`` carries the agent options (``--max-rounds``...).
+    job for a person); ``run`` carries the agent options (``--tool-rounds``...).
 
     >>> goal_spec("add a --version flag").tasks[0].type
     <TaskType.PLANNING: 'planning'>
