@@ -43,9 +43,9 @@ if TYPE_CHECKING:
         JobSpec,
         PythonRun,
         ShellRun,
-        SuiteOptions,
-        SuiteRun,
         TaskSpec,
+        TestCycleOptions,
+        TestCycleRun,
     )
     from helixcode.domain.records import WorkerInfo
 
@@ -75,12 +75,12 @@ __all__ = [
     "SchedulerError",
     "ShellRun",
     "StoreError",
-    "SuiteOptions",
-    "SuiteRun",
     "Task",
     "TaskSpec",
     "TaskStatus",
     "TaskType",
+    "TestCycleOptions",
+    "TestCycleRun",
     "WorkerInfo",
     "__version__",
 ]
@@ -98,9 +98,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "JobSpec",
         "PythonRun",
         "ShellRun",
-        "SuiteOptions",
-        "SuiteRun",
         "TaskSpec",
+        "TestCycleOptions",
+        "TestCycleRun",
     ),
     "helixcode.domain.records": ("WorkerInfo",),
 }

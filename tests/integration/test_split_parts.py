@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from helixcode.domain.kinds import load_run
 from helixcode.domain.plan import parse_plan
-from helixcode.domain.runs import AgentRun, PythonRun, ShellRun, SuiteRun
+from helixcode.domain.runs import AgentRun, PythonRun, ShellRun, TestCycleRun
 from helixcode.domain.splitting import Part
 from helixcode.domain.testcycle import suite_command
 from helixcode.engine.manager import TaskManager
@@ -55,7 +55,7 @@ async def test_test_parts_append_their_items_to_the_test_command(store: Store) -
     commands = []
     for key in ("big.1", "big.2"):
         run = load_run(parts[key].run)
-        assert isinstance(run, SuiteRun)
+        assert isinstance(run, TestCycleRun)
         assert (run.tests.rounds, run.tests.command) == (1, "pytest -q")
         commands.append(suite_command(run.tests))
     assert commands == ["pytest -q t_a.py t_b.py", "pytest -q t_c.py"]

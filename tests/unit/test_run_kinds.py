@@ -18,10 +18,10 @@ from helixcode.domain.runs import (
     BuiltinRun,
     PythonRun,
     ShellRun,
-    SuiteOptions,
-    SuiteRun,
+    TestCycleOptions,
+    TestCycleRun,
 )
-from helixcode.domain.testcycle import SuiteOutcome, next_round, suite_command
+from helixcode.domain.testcycle import TestCycleOutcome, next_round, suite_command
 from helixcode.errors import PlanError
 
 
@@ -171,8 +171,8 @@ def test_a_stored_run_drops_what_its_model_no_longer_accepts_with_a_warning(
 
 def test_a_stored_run_reads_silently_when_nothing_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        assert load_run({"tests": {"round": 2, "rounds": 2}}) == SuiteRun(
-            tests=SuiteOptions(round=2, rounds=2)
+        assert load_run({"tests": {"round": 2, "rounds": 2}}) == TestCycleRun(
+            tests=TestCycleOptions(round=2, rounds=2)
         )
         assert load_run(None) == AgentRun()
     assert caplog.records == []
@@ -198,21 +198,21 @@ def test_each_kind_carries_a_split_parts_items_where_its_executor_reads_them() -
     }
     assert BuiltinRun(builtin="noop").for_items(items).items == items
     assert PythonRun(python="m:f").for_items(items).model_dump(mode="json")["items"] == items
-    suite = SuiteRun(tests=SuiteOptions(command="pytest -q")).for_items(items)
+    suite = TestCycleRun(tests=TestCycleOptions(command="pytest -q")).for_items(items)
     assert suite.tests.items == items
     assert suite_command(suite.tests) == "pytest -q a.py 'b c.py'"
-    assert suite_command(SuiteOptions(items=items), "make test") == "make test a.py 'b c.py'"
-    assert suite_command(SuiteOptions(), None) is None
+    assert suite_command(TestCycleOptions(items=items), "make test") == "make test a.py 'b c.py'"
+    assert suite_command(TestCycleOptions(), None) is None
 
 
 def test_a_split_test_runs_debugging_and_retest_run_the_parts_command() -> None:
-    options = SuiteRun(tests=SuiteOptions(command="pytest -q", rounds=1)).for_items(["t_a.py"]).tests
+    options = TestCycleRun(tests=TestCycleOptions(command="pytest -q", rounds=1)).for_items(["t_a.py"]).tests
     command = suite_command(options)
     assert command is not None
-    fix, retest = next_round(options, SuiteOutcome(command, 1, "1 failed", {"failed": 1}))
+    fix, retest = next_round(options, TestCycleOutcome(command, 1, "1 failed", {"failed": 1}))
     assert isinstance(fix.run, AgentRun)
     assert fix.run.agent.test_command == "pytest -q t_a.py"
-    assert isinstance(retest.run, SuiteRun)
+    assert isinstance(retest.run, TestCycleRun)
     assert suite_command(retest.run.tests) == "pytest -q t_a.py", "the items once, not twice"
 
 

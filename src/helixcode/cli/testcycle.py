@@ -62,7 +62,7 @@ def run_tests(
 ) -> None:
     """Run the tests; on failure debug and re-test, up to --debug-rounds times. Fixes land on helix/<job>."""
     from helixcode.domain.enums import TaskType
-    from helixcode.domain.plan import JobSpec, SuiteOptions, SuiteRun, TaskSpec
+    from helixcode.domain.plan import JobSpec, TaskSpec, TestCycleOptions, TestCycleRun
 
     checked = check_repo(repo)
     check_sandbox()
@@ -73,7 +73,7 @@ def run_tests(
     shown = command or _detected(path)
     if local:
         _warn_uncommitted(path)
-    options = SuiteOptions(
+    options = TestCycleOptions(
         command=command,
         rounds=rounds,
         agent=agent_options(provider=provider, model=model, max_rounds=max_rounds, max_tokens=max_tokens),
@@ -84,7 +84,7 @@ def run_tests(
             "type": TaskType.TESTING,
             "title": "Run the tests",
             "description": f"Run `{shown}`; debug failures, up to {rounds} rounds.",
-            "run": SuiteRun(tests=options),
+            "run": TestCycleRun(tests=options),
         }
     )
     job_id = submit(JobSpec(name=f"test {path.name}", description=first.description, tasks=[first]), checked)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, Union
 from pydantic import Discriminator, Tag, ValidationError
 
 from helixcode.domain.capabilities import AGENT_REQUIRES, TESTS_REQUIRES
-from helixcode.domain.runs import AgentRun, BuiltinRun, PythonRun, RunModel, ShellRun, SuiteRun
+from helixcode.domain.runs import AgentRun, BuiltinRun, PythonRun, RunModel, ShellRun, TestCycleRun
 from helixcode.errors import PlanError
 
 __all__ = [
@@ -52,7 +52,7 @@ RUN_KINDS: tuple[RunKind, ...] = (
     RunKind("agent", AgentRun, AGENT_REQUIRES),
     RunKind("shell", ShellRun),
     RunKind("builtin", BuiltinRun),
-    RunKind("tests", SuiteRun, TESTS_REQUIRES),
+    RunKind("tests", TestCycleRun, TESTS_REQUIRES),
     RunKind("python", PythonRun),
 )
 #: What a task without ``run`` (or with an empty one) does.

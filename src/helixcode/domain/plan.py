@@ -24,8 +24,8 @@ from helixcode.domain.runs import (
     BuiltinRun,
     PythonRun,
     ShellRun,
-    SuiteOptions,
-    SuiteRun,
+    TestCycleOptions,
+    TestCycleRun,
 )
 from helixcode.errors import PlanError
 
@@ -38,9 +38,9 @@ __all__ = [
     "PythonRun",
     "RunSpec",
     "ShellRun",
-    "SuiteOptions",
-    "SuiteRun",
     "TaskSpec",
+    "TestCycleOptions",
+    "TestCycleRun",
     "load_plan",
     "parse_plan",
 ]

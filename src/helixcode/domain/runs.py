@@ -20,7 +20,7 @@ carries them where its executor reads them (``files`` for the agent, test argume
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -40,8 +40,8 @@ __all__ = [
     "PythonRun",
     "RunModel",
     "ShellRun",
-    "SuiteOptions",
-    "SuiteRun",
+    "TestCycleOptions",
+    "TestCycleRun",
 ]
 
 
@@ -157,8 +157,10 @@ class BuiltinRun(RunModel):
 MAX_TEST_ROUNDS = 8
 
 
-class SuiteOptions(_Strict):
+class TestCycleOptions(_Strict):
     """A test cycle's settings, carried from each test run to the next (so a crash loses no count)."""
+
+    __test__: ClassVar[bool] = False  # a test cycle's part, not a pytest test class
 
     command: str | None = Field(
         default=None, min_length=1, description="the test command; detected in the worktree when omitted"
@@ -177,17 +179,19 @@ class SuiteOptions(_Strict):
     )
 
     @model_validator(mode="after")
-    def _round_in_range(self) -> SuiteOptions:
+    def _round_in_range(self) -> TestCycleOptions:
         if self.round > self.rounds + 1:
             raise ValueError(f"round {self.round} is past the last one ({self.rounds + 1})")
         return self
 
 
-class SuiteRun(RunModel):
+class TestCycleRun(RunModel):
     """Run the project's tests in a worktree; when they fail and rounds remain, the task becomes the
     parent of a debugging agent task and of a new test run on that task's work."""
 
-    tests: SuiteOptions
+    __test__: ClassVar[bool] = False  # a test cycle's part, not a pytest test class
+
+    tests: TestCycleOptions
 
     def for_items(self, items: Sequence[str]) -> Self:
         return self.model_copy(update={"tests": self.tests.model_copy(update={"items": list(items)})})

@@ -21,17 +21,19 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from helixcode.domain.enums import TaskType
-from helixcode.domain.plan import AgentRun, SuiteOptions, SuiteRun, TaskSpec
+from helixcode.domain.plan import AgentRun, TaskSpec, TestCycleOptions, TestCycleRun
 
-__all__ = ["SuiteOutcome", "counts_text", "debug_description", "next_round", "suite_command", "verdict"]
+__all__ = ["TestCycleOutcome", "counts_text", "debug_description", "next_round", "suite_command", "verdict"]
 
 
 @dataclass(frozen=True, slots=True)
-class SuiteOutcome:
+class TestCycleOutcome:
     """What one run of the test command gave."""
+
+    __test__: ClassVar[bool] = False  # a test cycle's part, not a pytest test class
 
     command: str
     exit_code: int | None
@@ -55,7 +57,7 @@ class SuiteOutcome:
         }
 
 
-def suite_command(options: SuiteOptions, detected: str | None = None) -> str | None:
+def suite_command(options: TestCycleOptions, detected: str | None = None) -> str | None:
     """The command a test run runs: its own (else ``detected``), with a split part's items appended
     as arguments. None when there is no command at all."""
     command = options.command or detected
@@ -64,7 +66,7 @@ def suite_command(options: SuiteOptions, detected: str | None = None) -> str | N
     return " ".join([command, *(shlex.quote(item) for item in options.items)])
 
 
-def counts_text(outcome: SuiteOutcome) -> str:
+def counts_text(outcome: TestCycleOutcome) -> str:
     """``3 failed, 5 passed``; the exit code (or the timeout) when the output had no summary line."""
     if outcome.timed_out:
         return "timed out"
@@ -79,7 +81,7 @@ def tail(text: str, limit: int) -> str:
     return f"... ({len(text) - limit} characters cut)\n" + text[-limit:]
 
 
-def verdict(options: SuiteOptions, outcome: SuiteOutcome) -> str:
+def verdict(options: TestCycleOptions, outcome: TestCycleOutcome) -> str:
     """The one-line summary of a test run (the task's summary, or its failure message), counts first
     so that a narrow table still shows them."""
     counts = counts_text(outcome)
@@ -92,7 +94,7 @@ def verdict(options: SuiteOptions, outcome: SuiteOutcome) -> str:
     return f"tests fail in round {options.round} ({counts}): {outcome.command}"
 
 
-def debug_description(options: SuiteOptions, outcome: SuiteOutcome) -> str:
+def debug_description(options: TestCycleOptions, outcome: TestCycleOutcome) -> str:
     return (
         f"The test command `{outcome.command}` failed ({counts_text(outcome)}). Find the cause in the "
         "code and fix it; change a test only if the test itself is wrong. The test command runs again "
@@ -100,7 +102,7 @@ def debug_description(options: SuiteOptions, outcome: SuiteOutcome) -> str:
     )
 
 
-def next_round(options: SuiteOptions, outcome: SuiteOutcome) -> list[TaskSpec]:
+def next_round(options: TestCycleOptions, outcome: TestCycleOutcome) -> list[TaskSpec]:
     """The debugging task and the re-test that follow a failed run; empty when the cycle is over
     (the tests passed, or this was the last round)."""
     if outcome.passed or options.round > options.rounds:
@@ -125,7 +127,7 @@ def next_round(options: SuiteOptions, outcome: SuiteOutcome) -> list[TaskSpec]:
             "title": f"Run the tests again (round {r + 1})",
             "depends_on": [fix.id],
             # The command as run: a split part's items are in it already.
-            "run": SuiteRun(
+            "run": TestCycleRun(
                 tests=options.model_copy(update={"round": r + 1, "command": outcome.command, "items": None})
             ),
         }

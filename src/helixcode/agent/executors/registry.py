@@ -10,8 +10,8 @@ from helixcode.agent.executors.base import Executor
 from helixcode.agent.executors.builtin import BuiltinExecutor
 from helixcode.agent.executors.python import PythonExecutor
 from helixcode.agent.executors.shell import ShellExecutor
-from helixcode.agent.executors.testcycle import SuiteExecutor
-from helixcode.domain.runs import AgentRun, BuiltinRun, PythonRun, RunModel, ShellRun, SuiteRun
+from helixcode.agent.executors.testcycle import TestCycleExecutor
+from helixcode.domain.runs import AgentRun, BuiltinRun, PythonRun, RunModel, ShellRun, TestCycleRun
 
 __all__ = ["EXECUTORS"]
 
@@ -19,6 +19,6 @@ EXECUTORS: dict[type[RunModel], Callable[[], Executor]] = {
     AgentRun: AgentExecutor,
     ShellRun: ShellExecutor,
     BuiltinRun: BuiltinExecutor,
-    SuiteRun: SuiteExecutor,
+    TestCycleRun: TestCycleExecutor,
     PythonRun: PythonExecutor,
 }

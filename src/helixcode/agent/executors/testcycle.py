@@ -19,7 +19,7 @@ module only runs the command and records the outcome.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from helixcode.agent.executors.agent import TEST_TIMEOUT, detect_test_command, parse_test_counts
 from helixcode.agent.executors.base import AlreadyReported, TaskContext
@@ -27,22 +27,24 @@ from helixcode.agent.services import AgentServices, services_for
 from helixcode.agent.task_inputs import task_inputs
 from helixcode.agent.tools import command_result
 from helixcode.agent.workspace import MergeConflict, Workspace
-from helixcode.domain.runs import SuiteOptions, SuiteRun
-from helixcode.domain.testcycle import SuiteOutcome, next_round, suite_command, verdict
+from helixcode.domain.runs import TestCycleOptions, TestCycleRun
+from helixcode.domain.testcycle import TestCycleOutcome, next_round, suite_command, verdict
 from helixcode.errors import PlanError, TaskFailed
 from helixcode.store.expand import child_key
 
-__all__ = ["SuiteExecutor"]
+__all__ = ["TestCycleExecutor"]
 
 #: Characters of the command's output kept beyond what a debugging task is given.
 OUTPUT_LIMIT = 4000
 
 
-class SuiteExecutor:
+class TestCycleExecutor:
+    __test__: ClassVar[bool] = False  # a test cycle's part, not a pytest test class
+
     async def execute(self, ctx: TaskContext) -> dict[str, Any]:
         if not ctx.workdir:
             raise TaskFailed("a test run needs a repository: the job has no workdir", retryable=False)
-        options = ctx.run_as(SuiteRun).tests
+        options = ctx.run_as(TestCycleRun).tests
         services = await services_for(ctx.database_url)
         store = services.store
         outcome, commit = await self._run_tests(ctx, services, options)
@@ -70,8 +72,8 @@ class SuiteExecutor:
 
     @staticmethod
     async def _run_tests(
-        ctx: TaskContext, services: AgentServices, options: SuiteOptions
-    ) -> tuple[SuiteOutcome, str]:
+        ctx: TaskContext, services: AgentServices, options: TestCycleOptions
+    ) -> tuple[TestCycleOutcome, str]:
         """Run the tests on the task's branch, in the worker's sandbox (the tests are code a model
         may have written); the outcome and the commit that was tested."""
         assert ctx.workdir is not None
@@ -104,7 +106,7 @@ class SuiteExecutor:
             commit = await asyncio.to_thread(workspace.head_sync, tws)
         finally:
             await workspace.release(tws)
-        outcome = SuiteOutcome(
+        outcome = TestCycleOutcome(
             command=command,
             exit_code=result.data["exit_code"],
             output=result.content,
