@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +22,17 @@ def history(cli: Cli, ref: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_worker_history_from_the_cli(cli: Cli) -> None:
-    cli.env.update({"HELIX_TASKS_HEARTBEAT_INTERVAL": "0.3"})
-    cli("db", "upgrade")
+def test_worker_history_from_the_cli(cli: Cli, tmp_path: Path) -> None:
+    # A busy worker beats every heartbeat_interval (an idle one only every third of lost_after): it
+    # runs a long task while the test reads its history, and hands it back when stopped.
+    cli.env.update({"HELIX_TASKS_HEARTBEAT_INTERVAL": "0.3", "HELIX_WORKERS_DRAIN_TIMEOUT": "0"})
+    plan = {
+        "tasks": [
+            {"id": "busy", "type": "building", "title": "busy", "run": {"builtin": "sleep", "seconds": 60}}
+        ]
+    }
+    (tmp_path / "busy.json").write_text(json.dumps(plan))
+    cli("submit", str(tmp_path / "busy.json"))
     proc = cli.popen("worker", "--name", "sampled")
     try:
         deadline = time.monotonic() + 60
