@@ -15,6 +15,7 @@ model's mistake is part of the conversation, not a crash. External tools (the MC
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import re
@@ -190,6 +191,9 @@ class WorkspaceTools:
         self.sandbox = sandbox or Sandbox()
         self.git_dir = git_dir
         self.network = network
+        #: What the tools refused this attempt, by kind (``command``, ``path``): recorded as one
+        #: ``sandbox_refused`` event when the attempt ends, for the fleet's metrics and the log.
+        self.refusals: collections.Counter[str] = collections.Counter()
         self.handlers: dict[str, Callable[[Mapping[str, Any]], Awaitable[ToolResult]]] = {
             "list_files": self.list_files,
             "read_file": self.read_file,
@@ -208,6 +212,7 @@ class WorkspaceTools:
         try:
             return await handler(arguments)
         except PathRefused as exc:
+            self.refusals["path"] += 1
             return ToolResult(False, str(exc))
         except (KeyError, TypeError, ValueError) as exc:
             return ToolResult(False, f"{name}: bad arguments ({type(exc).__name__}: {exc})")
@@ -325,6 +330,7 @@ class WorkspaceTools:
     async def run_command(self, args: Mapping[str, Any]) -> ToolResult:
         command = str(args["command"])
         if reason := self.policy.refuses(command):
+            self.refusals["command"] += 1
             return ToolResult(False, f"refused: {reason}")
         result = await self.sandbox.run(
             command,

@@ -104,7 +104,8 @@ LEASE_LOSSES = Family(
 SANDBOX_REFUSALS = Family(
     "helix_sandbox_refusals",
     "counter",
-    "side effects refused to an attempt (landing: a git landing after the lease was lost)",
+    "what the sandbox refused an attempt (command: a program the policy denies; path: a path outside "
+    "the worktree; landing: a git landing after the lease was lost)",
     ("kind",),
 )
 TASK_DURATION = _histogram(
@@ -231,6 +232,7 @@ class EventRow:
     wait: float | None = None  # claimed: time from ready to claimed
     reason: str | None = None  # requeued / failed: why
     by: str | None = None  # retried: "request" when a person retried the task
+    counts: Mapping[str, int] | None = None  # sandbox_refused: refusals by kind (command, path)
 
 
 JOB_ENDINGS = frozenset({"succeeded", "failed", "cancelled"})
@@ -269,6 +271,9 @@ def _task_event(row: EventRow, type_: str, deltas: Deltas) -> None:
         deltas.inc(TASKS_REQUEUED, type=type_)
     elif kind == "landing_refused":
         deltas.inc(SANDBOX_REFUSALS, kind="landing")
+    elif kind == "sandbox_refused":
+        for refused, n in (row.counts or {}).items():
+            deltas.inc(SANDBOX_REFUSALS, float(n), kind=str(refused))
     if kind in ("requeued", "failed") and row.reason in LEASE_EXPIRED:
         deltas.inc(LEASE_LOSSES, type=type_)
 

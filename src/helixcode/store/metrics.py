@@ -83,13 +83,23 @@ def _events_select() -> sa.Select[Any]:
         d["wait"].as_float().label("wait"),
         d["reason"].as_string().label("reason"),
         d["by"].as_string().label("by"),
+        d["counts"].label("counts"),
     ).select_from(events.outerjoin(tasks, tasks.c.id == e.task_id))
 
 
 def _count_events(rows: Sequence[sa.RowMapping], deltas: Deltas) -> None:
     event_deltas(
         (
-            EventRow(r["kind"], r["task_id"], r["type"], r["duration"], r["wait"], r["reason"], r["by"])
+            EventRow(
+                r["kind"],
+                r["task_id"],
+                r["type"],
+                r["duration"],
+                r["wait"],
+                r["reason"],
+                r["by"],
+                r["counts"] if r["kind"] == "sandbox_refused" else None,
+            )
             for r in rows
         ),
         deltas,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import shutil
 import sys
@@ -52,9 +53,11 @@ from helixcode.agent.workspace import MergeConflict, TaskWorkspace, Workspace, j
 from helixcode.domain.enums import TaskType
 from helixcode.domain.models import Task
 from helixcode.domain.runs import AgentOptions, AgentRun
-from helixcode.errors import PlanError, TaskFailed
+from helixcode.errors import PlanError, StoreError, TaskFailed
 from helixcode.llm.errors import LLMError
 from helixcode.llm.types import ChatRequest, ChatResponse
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AgentExecutor", "AgentOptions"]
 
@@ -170,7 +173,28 @@ class Attempt:
 
     async def _run(self, saved: Mapping[str, Any], providers: Sequence[ToolProvider]) -> dict[str, Any]:
         task = self.ctx.task
-        tools = Toolset(self._workspace_tools(), self.profile.tools, providers)
+        own = self._workspace_tools()
+        tools = Toolset(own, self.profile.tools, providers)
+        try:
+            return await self._converse(saved, task, tools)
+        finally:
+            await self._record_refusals(own)
+
+    async def _record_refusals(self, tools: WorkspaceTools) -> None:
+        """One ``sandbox_refused`` event with what the tools refused this attempt (best effort: the
+        model already read each refusal; the event is for the operator and the metrics)."""
+        if not tools.refusals:
+            return
+        ctx = self.ctx
+        try:
+            await self.services.store.record_refusal(
+                ctx.task.id, ctx.token, "sandbox_refused", ctx.attempt, ctx.task.lease_owner,
+                counts=dict(tools.refusals),
+            )  # fmt: skip
+        except StoreError as exc:
+            log.warning("could not record refusals: %s", exc, extra={"action": "agent.refusals_lost"})
+
+    async def _converse(self, saved: Mapping[str, Any], task: Task, tools: Toolset) -> dict[str, Any]:
         history, named_only = await self._model_fit(tools)
         limits = LoopLimits(
             max_rounds=self.max_rounds,
