@@ -552,10 +552,13 @@ async def test_one_notification_wakes_as_many_idle_workers_as_tasks_became_ready
     try:
         await asyncio.wait_for(hub.connected.wait(), 10)
         await asyncio.sleep(0.1)
-        for wake in wakes[:9]:  # the tenth is busy
-            wake.clear()
+        for wake in wakes:  # connecting woke everyone once (anything may have become ready): settle that
             hub.waiting(wake)
-        wakes[9].clear()
+            hub.busy(wake)
+            wake.clear()
+        for wake in wakes[:9]:  # the tenth is busy
+            hub.waiting(wake)
+        assert not any(w.is_set() for w in wakes)
         before = hub.woken
         await store.create_job(spec(t("x"), t("y"), t("z")))
         await asyncio.wait_for(wakes[0].wait(), 5)
@@ -565,6 +568,37 @@ async def test_one_notification_wakes_as_many_idle_workers_as_tasks_became_ready
     finally:
         for wake in wakes:
             await hub.leave(wake)
+        await store.aclose()
+
+
+@pytest.mark.postgres
+async def test_a_notification_for_a_worker_busy_claiming_wakes_it_when_it_next_waits(
+    pg_database: str,
+) -> None:
+    """A task made ready while the process's only worker is mid-claim (not waiting) is not left to the
+    safety-net poll: the worker's next wait returns at once."""
+    settings = Settings(database=DatabaseSettings(url=pg_database))
+    store = await Store.open(settings)
+    hub = WakeHub.shared(settings.database.url)
+    wake = asyncio.Event()
+    hub.join(wake)
+    try:
+        await asyncio.wait_for(hub.connected.wait(), 10)
+        await asyncio.sleep(0.1)
+        hub.waiting(wake)  # the wake-up owed for connecting
+        hub.busy(wake)
+        wake.clear()  # busy: not waiting
+        await store.create_job(spec(t("x")))
+        await asyncio.sleep(0.5)  # the notification arrives while it is busy
+        assert not wake.is_set()
+        hub.waiting(wake)
+        assert wake.is_set(), "the owed wake-up is handed over as soon as it waits"
+        wake.clear()
+        hub.waiting(wake)  # nothing more is owed
+        assert not wake.is_set()
+        hub.busy(wake)
+    finally:
+        await hub.leave(wake)
         await store.aclose()
 
 

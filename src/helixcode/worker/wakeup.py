@@ -89,6 +89,10 @@ class WakeHub:
         self._members: set[asyncio.Event] = set()
         self._idle: dict[asyncio.Event, None] = {}  # insertion-ordered: the longest waiting first
         self._task: asyncio.Task[None] | None = None
+        # Wake-ups a notification asked for while fewer workers were waiting (they were busy claiming):
+        # the next ones to wait are woken at once, so a task made ready mid-claim is not left to the
+        # safety-net poll.
+        self._owed = 0
         self.woken = 0  # workers woken so far (for the bench's "how many does one NOTIFY wake")
         self.notes = 0
 
@@ -118,6 +122,11 @@ class WakeHub:
                     del self._hubs[key]
 
     def waiting(self, wake: asyncio.Event) -> None:
+        if self._owed > 0:
+            self._owed -= 1
+            self.woken += 1
+            wake.set()
+            return
         self._idle[wake] = None
 
     def busy(self, wake: asyncio.Event) -> None:
@@ -126,8 +135,11 @@ class WakeHub:
     def _on_note(self, payload: str | None) -> None:
         self.notes += 1
         count = int(payload) if payload and payload.isdigit() else None
-        chosen = list(self._idle) if count is None else list(self._idle)[:count]
+        wanted = len(self._members) if count is None else count
+        busy = len(self._members) - len(self._idle)  # workers not waiting now (claiming, or full)
+        chosen = list(self._idle)[:wanted]
         for wake in chosen:
             del self._idle[wake]
             wake.set()
         self.woken += len(chosen)
+        self._owed = min(busy, max(self._owed, wanted - len(chosen)))
