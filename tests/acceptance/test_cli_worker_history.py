@@ -23,7 +23,7 @@ def history(cli: Cli, ref: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_worker_history_from_the_cli(cli: Cli, tmp_path: Path) -> None:
-    # A busy worker beats every heartbeat_interval (an idle one only every third of lost_after): it
+    # A busy worker beats every heartbeat_interval (an idle one only four times per lost_after): it
     # runs a long task while the test reads its history, and hands it back when stopped.
     cli.env.update({"HELIX_TASKS_HEARTBEAT_INTERVAL": "0.3", "HELIX_WORKERS_DRAIN_TIMEOUT": "0"})
     plan = {

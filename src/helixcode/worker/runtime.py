@@ -465,11 +465,12 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         """Renew leases every ``heartbeat_interval`` while tasks run; idle, only say that the worker
-        lives, every third of ``lost_after`` (a task that starts meanwhile brings the next beat
-        forward). The first beat comes after a random part of the interval, so a fleet started
-        together does not beat in step."""
+        lives, four times per ``lost_after`` (three beats can be late, on a loaded host, before the
+        reaper calls the worker lost; a task that starts meanwhile brings the next beat forward). The
+        first beat comes after a random part of the interval, so a fleet started together does not
+        beat in step."""
         interval = self.settings.tasks.heartbeat_interval
-        idle = max(interval, self.settings.workers.lost_after / 3)
+        idle = max(interval, self.settings.workers.lost_after / 4)
         await asyncio.sleep(random.uniform(0, interval))
         while True:
             if self._running:
