@@ -277,10 +277,11 @@ async def test_a_workdir_missing_on_this_host_is_retried_not_failed(
         return (await store.get_task(job.id, "sh")).failures >= 1
 
     await wait_for(failed_once, 20)
-    task = await store.get_task(job.id, "sh")
     here.stop()
     await running
-    assert task.status is S.RETRYING, "a host without the folder does not fail the task"
+    task = await store.get_task(job.id, "sh")
+    # Waiting for its retry, or handed back by the stop if it had started one: never failed for good.
+    assert task.status in (S.RETRYING, S.READY), "a host without the folder does not fail the task"
     assert f"{elsewhere} does not exist on host {socket.gethostname()}" in (task.last_error or "")
     elsewhere.mkdir()  # "another host", one with the folder, claims it
     await run_worker(await make_worker(backoff_base=0.2, backoff_cap=0.2))
