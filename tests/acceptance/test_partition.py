@@ -212,13 +212,19 @@ def test_a_partitioned_worker_is_fenced_and_its_task_resumes_elsewhere(
         wait(lambda: "lease" in (tmp_path / "far.log").read_text(), 30, "the far worker to notice")
         assert far.poll() is None, (tmp_path / "far.log").read_text()
     finally:
+        # The link back first (a failed assertion may have left it down), then a clean stop; a worker
+        # that does not stop in time is killed and reaped, so no process outlives the test.
+        subprocess.run(["ip", "-n", zone["ns"], "link", "set", zone["link"], "up"], check=False)
         for proc in (far, near):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
         for proc in (far, near):
             if proc is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
+                try:
                     proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         far_log.close()
     lines = [line.split() for line in log.read_text().splitlines()]
     steps = [int(i) for _, i in lines]
