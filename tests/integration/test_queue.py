@@ -20,8 +20,8 @@ from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus
 from helixcode.domain.models import LeaseState, Task
 from helixcode.domain.splitting import Part
 from helixcode.errors import LeaseLost
-from helixcode.store import queue as queue_module
-from helixcode.store.queue import CheckpointTooLarge
+from helixcode.store import outcomes as outcomes_module
+from helixcode.store.leases import CheckpointTooLarge
 from helixcode.store.store import Store
 from helixcode.store.tables import tasks
 from helixcode.worker.wakeup import ReadyListener, WakeHub
@@ -351,7 +351,7 @@ async def test_a_retry_is_not_made_ready_before_it_is_due(
     open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The delay is drawn at random: pin it to its ceiling so "not yet due" is certain.
-    monkeypatch.setattr(queue_module, "retry_delay", backoff_ceiling)
+    monkeypatch.setattr(outcomes_module, "retry_delay", backoff_ceiling)
     store = await open_store(backoff_base=60.0, backoff_cap=60.0)
     job = await store.create_job(spec(t("a", max_attempts=3)))
     claim = await claim_one(store)
@@ -701,7 +701,7 @@ async def test_a_workers_last_maintenance_waits_for_a_pass_in_progress(pg_databa
     leaving worker's pass waits for it rather than skip; the reaper's own passes skip."""
     import psycopg
 
-    from helixcode.store.queue import MAINTENANCE_LOCK_ID
+    from helixcode.store.maintenance import MAINTENANCE_LOCK_ID
     from helixcode.worker.wakeup import libpq_dsn
 
     store = await Store.open(Settings(database=DatabaseSettings(url=pg_database)))

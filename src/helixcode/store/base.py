@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import operator
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Self, TypeVar
 
@@ -35,6 +35,7 @@ __all__ = [
     "const",
     "event",
     "status_is",
+    "task_event",
     "unfinished",
 ]
 
@@ -118,6 +119,21 @@ def event(
         "worker_id": worker_id,
         "created_at": now,
     }
+
+
+def task_event(row: Mapping[Any, Any], kind: str, now: float, **details: Any) -> dict[str, Any]:
+    """The event of an attempt, from its task row as a fenced write or a claim returns it (``id``,
+    ``job_id``, ``attempts``, ``lease_owner``): the one place that says which columns name the attempt
+    and its worker, so every writer logs them alike."""
+    return event(
+        row["job_id"],
+        kind,
+        now,
+        task_id=row["id"],
+        attempt=row["attempts"],
+        worker_id=row["lease_owner"],
+        **details,
+    )
 
 
 class StoreBase:

@@ -19,7 +19,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from helixcode.domain.enums import Criticality, JobStatus, TaskStatus
 from helixcode.domain.models import Checkpoint, Claim
-from helixcode.store.base import StoreBase, const, event, status_is
+from helixcode.store.base import StoreBase, const, status_is, task_event
 from helixcode.store.database import db_now
 from helixcode.store.rows import checkpoint_from_row, task_from_row, with_doubles
 from helixcode.store.tables import checkpoints, events, jobs, tasks, workers
@@ -131,18 +131,7 @@ class ClaimOps(StoreBase):
             stamp = rows[0]["started_at"]
             await self._events(
                 conn,
-                [
-                    event(
-                        r["job_id"],
-                        "claimed",
-                        stamp,
-                        task_id=r["id"],
-                        attempt=r["attempts"],
-                        worker_id=worker_id,
-                        wait=_waited(r),
-                    )
-                    for r in rows
-                ],
+                [task_event(r, "claimed", stamp, wait=_waited(r)) for r in rows],
             )
         # Checkpoints are written during attempts: a first attempt has none to resume from.
         resumed = [r["id"] for r in rows if r["attempts"] > 1]

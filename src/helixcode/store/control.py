@@ -15,7 +15,7 @@ from helixcode.domain.splitting import Part, part_description
 from helixcode.domain.states import check_transition
 from helixcode.errors import NotFound, SchedulerError
 from helixcode.store.base import event, unfinished
-from helixcode.store.queue import BROKEN, QueueOps
+from helixcode.store.propagation import BROKEN, PropagationOps
 from helixcode.store.rows import JOB_COLUMNS
 from helixcode.store.tables import jobs, task_dependencies, tasks
 
@@ -24,7 +24,7 @@ __all__ = ["ControlOps"]
 S = TaskStatus
 
 
-class ControlOps(QueueOps):
+class ControlOps(PropagationOps):
     """Job-level control. Each method is one transaction and writes its events."""
 
     async def _job_row(self, conn: AsyncConnection, job_id: str) -> sa.RowMapping:

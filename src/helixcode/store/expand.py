@@ -3,7 +3,7 @@
 ``expand_task`` is one transaction, fenced by the planner's lease: it validates the job's graph with
 the new subtasks, inserts them under the planner (``parent_id``), records the planner's attempt as
 succeeded and leaves the planner ``waiting``, like a split parent: it succeeds when all its children
-have (``QueueOps._finish_parents``), and only then are its own dependents released, so everything
+have (``PropagationOps._finish_parents``), and only then are its own dependents released, so everything
 that depended on the planning task waits for the planned work too.
 """
 
@@ -20,8 +20,9 @@ from helixcode.domain.kinds import load_run
 from helixcode.domain.plan import TaskSpec
 from helixcode.domain.runs import AgentOptions, AgentRun
 from helixcode.errors import PlanError
-from helixcode.store.base import event
-from helixcode.store.queue import _LEASE_CLEARED, QueueOps
+from helixcode.store.base import event, task_event
+from helixcode.store.leases import LEASE_CLEARED
+from helixcode.store.outcomes import OutcomeOps
 from helixcode.store.rows import task_values
 from helixcode.store.tables import results, task_dependencies, tasks
 
@@ -35,7 +36,7 @@ def child_key(parent: str, sub: str) -> str:
     return f"{parent}.{sub}"
 
 
-class ExpandOps(QueueOps):
+class ExpandOps(OutcomeOps):
     async def expand_task(
         self,
         task_id: int,
@@ -105,22 +106,11 @@ class ExpandOps(QueueOps):
             ]
             if deps:
                 await conn.execute(task_dependencies.insert(), deps)
-            await self._fenced(conn, task_id, token, status=S.WAITING.value, progress=0.0, **_LEASE_CLEARED)
-            await self._record_result(conn, parent, token, "succeeded", now, dict(output or {}), None)
+            await self._fenced(conn, task_id, token, status=S.WAITING.value, progress=0.0, **LEASE_CLEARED)
+            await self._record_result(conn, parent, "succeeded", now, output, None)
             await self._events(
                 conn,
-                [
-                    event(
-                        job_id,
-                        "expanded",
-                        now,
-                        task_id=task_id,
-                        attempt=parent["attempts"],
-                        worker_id=parent["lease_owner"],
-                        children=list(keys.values()),
-                        **dict(details or {}),
-                    )
-                ]
+                [task_event(parent, "expanded", now, children=list(keys.values()), **dict(details or {}))]
                 + [
                     event(job_id, "ready", now, task_id=ids[keys[s.id]]) for s in subtasks if not s.depends_on
                 ],

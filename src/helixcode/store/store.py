@@ -1,8 +1,10 @@
 """The one store object: every SQL statement HelixCode runs lives behind its methods.
 
 Its parts live in their own modules over a shared ``StoreBase``: ``claims`` (leasing ready tasks),
-``propagation`` (what a finished task changes for its job), ``queue`` (writes under a lease, outcomes,
-maintenance), ``batch``, ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``,
+``leases`` (fenced writes under a lease: renewal, progress, checkpoints), ``outcomes`` (how a lease
+ends: success, failure, hand-back; PostgreSQL's success statements in ``success``), ``propagation``
+(what a finished task changes for its job), ``maintenance`` (the reaper's pass, one ordered list of
+steps), ``expand``, ``control``, ``jobs``, ``workers``, ``tokens``, ``inspect``,
 ``limits`` (the fleet's shared LLM limits), ``usage`` (every model call's tokens and cost),
 ``metrics`` (the logs rolled up into the fleet's counters), ``retention`` (pruning finished work by
 policy, after the metrics have counted it), ``outbox`` (notifications to deliver), ``browse`` (what
@@ -11,18 +13,18 @@ the web dashboard reads). Dialect differences (SQLite vs PostgreSQL) stay inside
 
 from __future__ import annotations
 
-from helixcode.store.batch import BatchOps
 from helixcode.store.browse import BrowseOps
 from helixcode.store.control import ControlOps
 from helixcode.store.expand import ExpandOps
 from helixcode.store.inspect import InspectOps
 from helixcode.store.jobs import JobOps
 from helixcode.store.limits import LimitOps
+from helixcode.store.maintenance import MaintenanceOps
 from helixcode.store.outbox import OutboxOps
+from helixcode.store.outcomes import OutcomeOps
 from helixcode.store.retention import RetentionOps
 from helixcode.store.tokens import TokenOps
 from helixcode.store.usage import UsageOps
-from helixcode.store.workers import WorkerOps
 
 __all__ = ["Store"]
 
@@ -31,9 +33,9 @@ class Store(
     BrowseOps,
     JobOps,
     ControlOps,
-    BatchOps,
     ExpandOps,
-    WorkerOps,
+    OutcomeOps,
+    MaintenanceOps,
     TokenOps,
     InspectOps,
     LimitOps,

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helixcode.domain.enums import Criticality, TaskStatus
 from helixcode.domain.models import LeaseState
-from helixcode.domain.notify import Notice, iso_time
 from helixcode.domain.records import WorkerInfo
-from helixcode.store.base import StoreBase, event
-from helixcode.store.queue import QueueOps
+from helixcode.store.database import db_now
+from helixcode.store.leases import LeaseOps
 from helixcode.store.tables import tasks, worker_heartbeats, workers
 
 LIVE = ("active", "draining")
@@ -21,7 +19,9 @@ LIVE = ("active", "draining")
 __all__ = ["WorkerOps"]
 
 
-class WorkerOps(QueueOps, StoreBase):
+class WorkerOps(LeaseOps):
+    """Workers: registration, heartbeats (renewing leases), the capacity they give, listing."""
+
     async def register_worker(self, info: WorkerInfo) -> None:
         async with self._write() as conn:
             now = await self._now(conn)
@@ -49,7 +49,7 @@ class WorkerOps(QueueOps, StoreBase):
         status: str | None = None,
     ) -> dict[int, LeaseState]:
         """Record that the worker lives (with a resource sample) and renew its leases in one transaction."""
-        values: dict[str, Any] = {"last_heartbeat_at": self._clock()}
+        values: dict[str, Any] = {"last_heartbeat_at": db_now()}
         if resources is not None:
             values["resources"] = dict(resources)
         if status is not None:
@@ -64,7 +64,7 @@ class WorkerOps(QueueOps, StoreBase):
             if resources is not None:
                 await conn.execute(
                     worker_heartbeats.insert().values(
-                        worker_id=worker_id, at=self._clock(), resources=dict(resources)
+                        worker_id=worker_id, at=db_now(), resources=dict(resources)
                     )
                 )
             return await self._renew(conn, worker_id, leases)
@@ -81,7 +81,7 @@ class WorkerOps(QueueOps, StoreBase):
         sample = sa.bindparam("resources", dict(resources), type_=worker_heartbeats.c.resources.type)
         stmt = (
             worker_heartbeats.insert()
-            .from_select(["worker_id", "at", "resources"], sa.select(updated.c.id, self._clock(), sample))
+            .from_select(["worker_id", "at", "resources"], sa.select(updated.c.id, db_now(), sample))
             .add_cte(updated)
         )
         async with self._statement() as conn:
@@ -97,39 +97,6 @@ class WorkerOps(QueueOps, StoreBase):
         async with self._read() as conn:
             return [(at, dict(res)) for at, res in (await conn.execute(stmt)).all()]
 
-    async def _maintenance_steps(self, conn: AsyncConnection, now: float) -> dict[str, Any]:
-        """Workers first: a lost worker's leases expire now, so the task steps requeue them at once."""
-        cfg = self.settings.workers
-        lost = (
-            await conn.execute(
-                workers.update()
-                .where(workers.c.status.in_(LIVE), workers.c.last_heartbeat_at < now - cfg.lost_after)
-                .values(status="lost")
-                .returning(workers.c.id, workers.c.name, workers.c.host, workers.c.last_heartbeat_at)
-            )
-        ).all()
-        if lost:
-            orphaned = (
-                await conn.execute(
-                    tasks.update()
-                    .where(
-                        tasks.c.status == TaskStatus.RUNNING.value,
-                        tasks.c.lease_owner.in_([w.id for w in lost]),
-                    )
-                    .values(lease_expires_at=now - 1.0)
-                    .returning(tasks.c.id, tasks.c.job_id, tasks.c.lease_owner)
-                )
-            ).all()
-            if self.settings.notify:
-                await self._notify(conn, [_lost(w, orphaned, now) for w in lost])
-        counts: dict[str, Any] = await super()._maintenance_steps(conn, now)
-        counts["workers_lost"] = len(lost)
-        counts.update(await self._degrade(conn, now))
-        await conn.execute(
-            worker_heartbeats.delete().where(worker_heartbeats.c.at < now - cfg.heartbeat_retention)
-        )
-        return counts
-
     async def healthy_capacity(self) -> int:
         async with self._read() as conn:
             return await self._capacity(conn, await self._now(conn))
@@ -142,39 +109,6 @@ class WorkerOps(QueueOps, StoreBase):
             )
         )
         return int(total.scalar_one())
-
-    async def _degrade(self, conn: AsyncConnection, now: float) -> dict[str, Any]:
-        """Below the capacity floor, ready tasks under ``degrade_below`` wait; above it they return."""
-        cfg = self.settings.workers
-        if cfg.capacity_floor <= 0:
-            return {}
-        floor_rank = Criticality(cfg.degrade_below).rank
-        degraded = await self._capacity(conn, now) < cfg.capacity_floor
-        if degraded:
-            changed = (
-                await conn.execute(
-                    tasks.update()
-                    .where(tasks.c.status == TaskStatus.READY.value, tasks.c.criticality < floor_rank)
-                    .values(status=TaskStatus.PAUSED.value, paused_by="capacity")
-                    .returning(tasks.c.id, tasks.c.job_id)
-                )
-            ).all()
-            kind, reason = "paused", "capacity below the floor"
-        else:
-            changed = (
-                await conn.execute(
-                    tasks.update()
-                    .where(tasks.c.status == TaskStatus.PAUSED.value, tasks.c.paused_by == "capacity")
-                    .values(status=TaskStatus.READY.value, paused_by=None, ready_at=now)
-                    .returning(tasks.c.id, tasks.c.job_id)
-                )
-            ).all()
-            kind, reason = "ready", "capacity restored"
-        await self._events(conn, [event(j, kind, now, task_id=t, reason=reason) for t, j in changed])
-        return {
-            "degraded": degraded,
-            "paused_for_capacity" if degraded else "resumed_after_capacity": len(changed),
-        }
 
     async def deregister_worker(self, worker_id: str) -> None:
         async with self._write() as conn:
@@ -212,18 +146,3 @@ class WorkerOps(QueueOps, StoreBase):
             )
             for r in rows
         ]
-
-
-def _lost(worker: sa.Row[Any], orphaned: Sequence[sa.Row[Any]], now: float) -> Notice:
-    """The ``worker.lost`` notice of one worker, naming the tasks it was running (they are requeued)."""
-    return Notice(
-        "worker.lost",
-        now,
-        worker={
-            "id": worker.id,
-            "name": worker.name,
-            "host": worker.host,
-            "last_heartbeat_at": iso_time(worker.last_heartbeat_at),
-            "tasks": [{"id": t.id, "job_id": t.job_id} for t in orphaned if t.lease_owner == worker.id],
-        },
-    )
