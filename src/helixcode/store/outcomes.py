@@ -21,6 +21,7 @@ from helixcode.domain.models import Claim
 from helixcode.errors import LeaseLost
 from helixcode.store import success
 from helixcode.store.base import const, task_event
+from helixcode.store.database import db_now
 from helixcode.store.leases import LEASE_CLEARED, LeaseOps
 from helixcode.store.tables import results, task_dependencies, tasks
 
@@ -151,51 +152,43 @@ class OutcomeOps(LeaseOps):
     async def _complete_many_sqlite(
         self, wanted: Mapping[int, tuple[str, Mapping[str, Any] | None]]
     ) -> set[int]:
-        """SQLite: the held tasks are read, marked succeeded, given result rows and events, and their
-        dependents released, in one ``BEGIN IMMEDIATE`` transaction (the one writer, so nothing changes
-        between the read and the update). Returns the ids recorded."""
-        held = sa.tuple_(tasks.c.id, tasks.c.lease_token).in_([(t, tok) for t, (tok, _) in wanted.items()])
-        select = sa.select(
-            tasks.c.id,
-            tasks.c.job_id,
-            tasks.c.attempts,
-            tasks.c.lease_owner,
-            tasks.c.started_at,
-            tasks.c.parent_id,
-            sa.exists().where(task_dependencies.c.depends_on_id == tasks.c.id).label("dependents"),
-        ).where(held, tasks.c.status == S.RUNNING.value)
+        """SQLite: the held tasks marked succeeded (one fenced ``UPDATE ... RETURNING``), their result
+        rows and events, and the release of their dependents, in one ``BEGIN IMMEDIATE`` transaction.
+        The statements are built once per store (``_prepared``): on SQLite the Python around a
+        statement costs more than the statement. Returns the ids recorded."""
+        held = [(t, token) for t, (token, _) in wanted.items()]
         async with self._write() as conn:
-            now = await self._now(conn)
-            rows = (await conn.execute(select)).mappings().all()
+            rows = (
+                (await conn.execute(self._prepared("sqlite:succeed", _sqlite_succeed), {"held": held}))
+                .mappings()
+                .all()
+            )
             if not rows:
                 return set()
-            await conn.execute(
-                tasks.update()
-                .where(tasks.c.id.in_([r["id"] for r in rows]))
-                .values(
-                    status=S.SUCCEEDED.value,
-                    finished_at=now,
-                    progress=1.0,
-                    last_error=None,
-                    lease_token=None,
-                    lease_expires_at=None,
-                )
+            ids = [r["id"] for r in rows]
+            waited_on = set(
+                (
+                    await conn.execute(self._prepared("sqlite:waited_on", _sqlite_waited_on), {"ids": ids})
+                ).scalars()
             )
             await conn.execute(
-                results.insert(),
-                [_result(r, "succeeded", now, wanted[r["id"]][1], None) for r in rows],
+                self._prepared("results", results.insert),
+                [_result(r, "succeeded", r["now"], wanted[r["id"]][1], None) for r in rows],
             )
             await self._events(
                 conn,
                 [
-                    task_event(r, "succeeded", now, duration=round(now - (r["started_at"] or now), 3))
+                    task_event(
+                        r, "succeeded", r["now"], duration=round(r["now"] - (r["started_at"] or r["now"]), 3)
+                    )
                     for r in rows
                 ],
             )
             for job_id, done_rows in _by_job(rows):
-                propagate = any(r["dependents"] or r["parent_id"] is not None for r in done_rows)
-                await self._after_done(conn, job_id, [r["id"] for r in done_rows], now, propagate=propagate)
-        return {r["id"] for r in rows}
+                propagate = any(r["id"] in waited_on or r["parent_id"] is not None for r in done_rows)
+                ended = [r["id"] for r in done_rows]
+                await self._after_done(conn, job_id, ended, done_rows[0]["now"], propagate=propagate)
+        return set(ids)
 
     async def _finish_jobs(self, ended: set[tuple[str, float]]) -> None:
         """After a one-statement success: end each job whose last open task it was (should this
@@ -345,6 +338,45 @@ def _result(
         "started_at": row["started_at"],
         "finished_at": now,
     }
+
+
+def _sqlite_succeed() -> sa.UpdateBase:
+    """SQLite: mark the held tasks (``held``: pairs of id and lease token) succeeded, returning what the
+    rest of the success needs. ``lease_owner`` stays as the record of who ran it, as on PostgreSQL."""
+    return (
+        tasks.update()
+        .where(
+            sa.tuple_(tasks.c.id, tasks.c.lease_token).in_(sa.bindparam("held", expanding=True)),
+            tasks.c.status == S.RUNNING.value,
+        )
+        .values(
+            status=S.SUCCEEDED.value,
+            finished_at=db_now(),
+            progress=1.0,
+            last_error=None,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+        .returning(
+            tasks.c.id,
+            tasks.c.job_id,
+            tasks.c.attempts,
+            tasks.c.lease_owner,
+            tasks.c.started_at,
+            tasks.c.parent_id,
+            tasks.c.finished_at.label("now"),
+        )
+    )
+
+
+def _sqlite_waited_on() -> sa.Select[Any]:
+    """SQLite: which of ``ids`` other tasks depend on (its ``RETURNING`` cannot ask in the update)."""
+    deps = task_dependencies
+    return (
+        sa.select(deps.c.depends_on_id)
+        .where(deps.c.depends_on_id.in_(sa.bindparam("ids", expanding=True)))
+        .distinct()
+    )
 
 
 def _items(wanted: Mapping[int, tuple[str, Mapping[str, Any] | None]]) -> list[dict[str, Any]]:
