@@ -24,6 +24,12 @@ serves the API and talks to a remote server through ``api.client``) and ``mcp`` 
 nor ``cli``. The package root re-exports the public client (``helixcode.Client``), loaded on first use:
 the one edge from layer 0 up, listed in ``ROOT_EXPORTS``.
 
+The engine is the door: the edges (``api`` with its dashboard, ``cli``, ``mcp``, ``client``, and the
+rest of layer 6) do not import ``store`` at all, though it lies below them. They open an
+``engine.engine.Engine`` and call its facades (``TaskManager``, ``Browse``, ``Tokens``...), so every
+operation an edge offers is one the engine offers, whatever the edge. The layers between may: the
+engine is built on the store, and the worker runtime works below the engine's facades.
+
 ``KNOWN`` lists the upward edges still in the tree, each to be removed (none today); any other fails the
 test, as does a known one that has gone, so the list only shrinks.
 """
@@ -61,6 +67,9 @@ EDGE = 6
 BETWEEN_EDGES = {("cli", "api"), ("cli", "mcp"), ("client", "api"), ("__main__", "cli")}
 #: Edge packages that the package root re-exports from, lazily (``helixcode.__getattr__``).
 ROOT_EXPORTS = {"client"}
+
+#: The package only the engine and the layers below it may import from the edges' side (see above).
+BEHIND_THE_ENGINE = "store"
 
 #: Upward edges that remain in files other work is changing: to be removed.
 KNOWN: set[tuple[str, str]] = set()
@@ -139,6 +148,15 @@ def upward(edges: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     return found
 
 
+def past_the_engine(edges: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The edges from an edge module (layer 6) straight into the store."""
+    return {
+        (module, target)
+        for module, target in edges
+        if LAYERS[top(module)] == EDGE and top(target) == BEHIND_THE_ENGINE
+    }
+
+
 def describe(edges: dict[tuple[str, str], str]) -> str:
     return "\n".join(f"  {module} -> {target} ({why})" for (module, target), why in sorted(edges.items()))
 
@@ -154,6 +172,34 @@ def test_imports_point_down_only() -> None:
     assert not new, "upward imports:\n" + describe(new)
     gone = KNOWN - found.keys()
     assert not gone, "no longer upward, remove from KNOWN:\n" + "\n".join(f"  {a} -> {b}" for a, b in gone)
+
+
+def test_the_edges_reach_the_store_only_through_the_engine() -> None:
+    found = past_the_engine(graph())
+    assert not found, "call the engine instead (helixcode.engine), not the store:\n" + "\n".join(
+        f"  {a} -> {b}" for a, b in sorted(found)
+    )
+
+
+def test_the_store_rule_binds_every_edge_and_only_the_edges() -> None:
+    edges = {
+        ("helixcode.api.deps", "helixcode.store.store"),
+        ("helixcode.api.dashboard.pages", "helixcode.store.browse"),
+        ("helixcode.cli.common", "helixcode.store"),
+        ("helixcode.mcp.server", "helixcode.store.store"),
+        ("helixcode.client.aio", "helixcode.store.store"),
+        ("helixcode.engine.engine", "helixcode.store.store"),
+        ("helixcode.worker.runtime", "helixcode.store.store"),
+        ("helixcode.agent.loop", "helixcode.store.store"),
+        ("helixcode.api.app", "helixcode.engine.engine"),
+    }
+    assert {module for module, _ in past_the_engine(edges)} == {
+        "helixcode.api.deps",
+        "helixcode.api.dashboard.pages",
+        "helixcode.cli.common",
+        "helixcode.mcp.server",
+        "helixcode.client.aio",
+    }
 
 
 def test_the_checker_sees_lazy_and_relative_imports() -> None:

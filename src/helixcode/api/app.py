@@ -1,9 +1,10 @@
 """The REST API's application factory: ``create_app(settings)`` gives an ASGI app for uvicorn.
 
-The app opens one Store (and one TaskManager over it) for its lifetime; the LLM manager is built on
-first use (only ``/providers`` and metrics need it). Every route but ``/healthz`` and ``/readyz``
-requires a bearer token; the OpenAPI schema and its docs page describe the API and are public. The
-web dashboard (``api.dashboard``) is served beside the API at ``/``, with browser sessions instead.
+The app opens one ``Engine`` (the engine's facades over one store) for its lifetime; the LLM manager
+is built on first use (only ``/providers`` and metrics need it). Every route but ``/healthz`` and
+``/readyz`` requires a bearer token; the OpenAPI schema and its docs page describe the API and are
+public. The web dashboard (``api.dashboard``) is served beside the API at ``/``, with browser
+sessions instead.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from helixcode.api.limits import BodyLimit
 from helixcode.api.problems import PROBLEM_RESPONSES, install_handlers
 from helixcode.api.routers import admin, health, jobs, tasks
 from helixcode.config import Settings
-from helixcode.engine.manager import TaskManager
+from helixcode.engine.engine import Engine
 from helixcode.llm.manager import LLMManager
 from helixcode.llm.registry import build_manager
-from helixcode.store.store import Store
 
 __all__ = ["API_PREFIX", "create_app", "create_asgi"]
 
@@ -60,16 +60,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await Store.open(settings)
-        app.state.store = store
-        app.state.manager = TaskManager(store)
-        feeds = dashboard.start(app, store, sse_poll)
+        engine = await Engine.open(settings)
+        app.state.engine = engine
+        app.state.manager = engine.jobs
+        feeds = dashboard.start(app, engine.browse, sse_poll)
         try:
             yield
         finally:
             await feeds.aclose()
             await lazy.aclose()
-            await store.aclose()
+            await engine.aclose()
 
     app = FastAPI(
         title="HelixCode API",

@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from helixcode.domain.records import ROLES, ApiToken, Role
+from helixcode.engine.engine import Engine
 from helixcode.engine.manager import TaskManager
 from helixcode.errors import AccessDenied, Forbidden
-from helixcode.store.store import Store
 
-__all__ = ["Admin", "Manager", "Operator", "StoreDep", "Viewer", "require"]
+__all__ = ["Admin", "EngineDep", "Manager", "Operator", "Viewer", "require"]
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `helix token create`.")
 
@@ -23,9 +23,9 @@ def get_manager(request: Request) -> TaskManager:
     return manager
 
 
-def get_store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
 
 
 def require(role: Role) -> Callable[..., Awaitable[ApiToken]]:
@@ -36,7 +36,7 @@ def require(role: Role) -> Callable[..., Awaitable[ApiToken]]:
     ) -> ApiToken:
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
             raise AccessDenied("a bearer token is required (create one with `helix token create`)")
-        token = await get_store(request).authenticate(credentials.credentials)
+        token = await get_engine(request).tokens.authenticate(credentials.credentials)
         if token is None:
             raise AccessDenied("unknown or revoked token")
         if ROLES.index(token.role) < ROLES.index(role):
@@ -47,7 +47,7 @@ def require(role: Role) -> Callable[..., Awaitable[ApiToken]]:
 
 
 Manager = Annotated[TaskManager, Depends(get_manager)]
-StoreDep = Annotated[Store, Depends(get_store)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 Viewer = Annotated[ApiToken, Depends(require("viewer"))]
 Operator = Annotated[ApiToken, Depends(require("operator"))]
 Admin = Annotated[ApiToken, Depends(require("admin"))]

@@ -31,7 +31,7 @@ from helixcode.cli import (
     worker,
 )
 from helixcode.cli import run as run_commands
-from helixcode.cli.common import JsonOpt, console, err_console, open_store, run, run_async, state
+from helixcode.cli.common import JsonOpt, console, err_console, open_engine, run, run_async, state
 from helixcode.cli.outcome import ExitStatusOpt, exit_code
 from helixcode.domain.enums import TaskStatus
 from helixcode.errors import ConfigError, HelixError, NotFound, PlanError
@@ -245,32 +245,31 @@ def _drop_none(value: Any) -> Any:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations (also done automatically on first use)."""
-    from helixcode.store import migrate
 
-    async def go() -> str | None:
-        store = await open_store(upgrade=False)
+    async def go() -> tuple[str | None, str]:
+        engine = await open_engine(upgrade=False)
         try:
-            await store.upgrade()
-            return await migrate.current_revision(store.engine)
+            return await engine.database.upgrade(), engine.database.head()
         finally:
-            await store.aclose()
+            await engine.aclose()
 
-    console.print(f"Database at revision {run_async(go())} (head {migrate.head_revision()}).")
+    revision, head = run_async(go())
+    console.print(f"Database at revision {revision} (head {head}).")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's schema revision without changing anything."""
-    from helixcode.store import migrate
 
-    async def go() -> str | None:
-        store = await open_store(upgrade=False)
+    async def go() -> tuple[str | None, str]:
+        engine = await open_engine(upgrade=False)
         try:
-            return await migrate.current_revision(store.engine)
+            return await engine.database.revision(), engine.database.head()
         finally:
-            await store.aclose()
+            await engine.aclose()
 
-    console.print(f"revision {run_async(go()) or '(empty)'}; head {migrate.head_revision()}")
+    revision, head = run_async(go())
+    console.print(f"revision {revision or '(empty)'}; head {head}")
 
 
 @db_app.command("prune")
@@ -290,11 +289,11 @@ def db_prune(
     from helixcode.cli.render import emit_json
 
     async def go() -> dict[str, int | bool]:
-        store = await open_store()
+        engine = await open_engine()
         try:
-            return (await store.prune(jobs_days=jobs_days, events_days=events_days)).to_dict()
+            return (await engine.database.prune(jobs_days=jobs_days, events_days=events_days)).to_dict()
         finally:
-            await store.aclose()
+            await engine.aclose()
 
     pruned = run_async(go())
     if as_json:

@@ -1,9 +1,10 @@
-"""What every CLI command shares: consoles, the parsed root options, opening the store (saying which
+"""What every CLI command shares: consoles, the parsed root options, opening the engine (saying which
 database it is when that matters), and running async code.
 
 Start-up matters here (`helix progress` runs inside shell tasks, `helix --help` is a newcomer's first
-command): nothing heavy is imported at module level, here or in the command modules. The store, the
-engine, the LLM layer, the HTTP client and Rich's tables load inside the commands that use them.
+command): nothing heavy is imported at module level, here or in the command modules. The engine (and
+the store under it), the LLM layer, the HTTP client and Rich's tables load inside the commands that
+use them.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from helixcode.config import Settings
+    from helixcode.engine.engine import Engine
     from helixcode.engine.protocol import JobControl
-    from helixcode.store.store import Store
 
-__all__ = ["JsonOpt", "console", "err_console", "open_store", "run", "run_async", "state"]
+__all__ = ["JsonOpt", "console", "err_console", "open_engine", "run", "run_async", "state"]
 
 T = TypeVar("T")
 
@@ -38,7 +39,7 @@ class State:
     #: ``--server URL``; ``HELIX_SERVER`` when not given. Read and control commands then use the API.
     server: str | None = None
     _settings: Settings | None = None
-    #: The database line (see :func:`open_store`) is printed once per process.
+    #: The database line (see :func:`open_engine`) is printed once per process.
     announced: bool = False
     #: Set by the console-script entry (``app.main``): this process's logging (and tracing) is ours to
     #: set up, from the settings, as soon as they load. Code that runs the app in process (tests) keeps
@@ -91,14 +92,14 @@ class State:
 state = State()
 
 
-async def open_store(*, upgrade: bool = True) -> Store:
-    """Open the configured store. When the database was found rather than configured (see
-    ``config.find_database``), say which file it is if it was just created or holds no job: a newcomer
-    who runs a command in the wrong folder sees it at once (one line, on stderr)."""
-    from helixcode.store.store import Store
+async def open_engine(*, upgrade: bool = True) -> Engine:
+    """Open the engine over the configured database. When the database was found rather than configured
+    (see ``config.find_database``), say which file it is if it was just created or holds no job: a
+    newcomer who runs a command in the wrong folder sees it at once (one line, on stderr)."""
+    from helixcode.engine.engine import Engine
 
     settings = state.settings()
-    store = await Store.open(settings, upgrade=upgrade)
+    engine = await Engine.open(settings, upgrade=upgrade)
     if settings.discovered_database is not None and not state.announced:
         state.announced = True
         path, found = settings.discovered_database
@@ -106,13 +107,13 @@ async def open_store(*, upgrade: bool = True) -> Store:
             err_console.print(
                 f"database: created {path} (none in this folder or a parent)", highlight=False, soft_wrap=True
             )
-        elif not await store.list_jobs(1):
+        elif not await engine.jobs.jobs(1):
             err_console.print(f"database: {path} (no jobs yet)", highlight=False, soft_wrap=True)
-    return store
+    return engine
 
 
 def run(fn: Callable[[JobControl], Awaitable[T]]) -> T:
-    """Open the store, run ``fn`` with a TaskManager, close the store; with a server configured, run
+    """Open the engine, run ``fn`` with its TaskManager, close it; with a server configured, run
     it with a ``RemoteManager`` (the same ``JobControl`` protocol, over the REST API) instead."""
 
     async def go() -> T:
@@ -121,13 +122,11 @@ def run(fn: Callable[[JobControl], Awaitable[T]]) -> T:
 
             async with RemoteManager(server, os.environ.get("HELIX_TOKEN")) as remote:
                 return await fn(remote)
-        from helixcode.engine.manager import TaskManager
-
-        store = await open_store()
+        engine = await open_engine()
         try:
-            return await fn(TaskManager(store))
+            return await fn(engine.jobs)
         finally:
-            await store.aclose()
+            await engine.aclose()
 
     return run_async(go())
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from helixcode.cli.common import JsonOpt, console, err_console, open_store, run_async, state
+from helixcode.cli.common import JsonOpt, console, err_console, open_engine, run_async, state
 from helixcode.errors import ConfigError, NotifyError
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ def notify_list(
     """The outbox, newest first: what was sent where, what waits for a retry and why, what was given up."""
 
     async def go() -> list[NotificationRecord]:
-        async with await open_store() as store:
-            return await store.list_notifications(status=status, job_id=job, limit=limit)
+        async with await open_engine() as engine:
+            return await engine.notifications.list_notifications(status=status, job_id=job, limit=limit)
 
     rows = run_async(go())
     if as_json:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from helixcode.cli.common import console, err_console, open_store, run_async, state
+from helixcode.cli.common import console, err_console, open_engine, run_async, state
 from helixcode.cli.workflow import (
     LiveOpt,
     ModelOpt,
@@ -263,17 +263,16 @@ def _plan_table(subtasks: Sequence[TaskSpec], goal: str) -> Table:
 
 async def _resume_if_paused(ref: str) -> str:
     from helixcode.domain.enums import JobStatus
-    from helixcode.engine.manager import TaskManager
 
-    store = await open_store()
+    engine = await open_engine()
     try:
-        manager = TaskManager(store)
+        manager = engine.jobs
         job_id = await manager.resolve(ref)
         if (await manager.summary(job_id)).job.status is JobStatus.PAUSED:
             await manager.resume(job_id)
         return job_id
     finally:
-        await store.aclose()
+        await engine.aclose()
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from helixcode.cli.common import JsonOpt, console, err_console, open_store, run_async, state
+from helixcode.cli.common import JsonOpt, console, err_console, open_engine, run_async, state
 from helixcode.domain.records import Role
 
 if TYPE_CHECKING:
@@ -67,8 +67,8 @@ def token_create(
     """Create a token and print it once; only its hash is stored."""
 
     async def go() -> tuple[ApiToken, str]:
-        async with await open_store() as store:
-            return await store.create_token(name, role)
+        async with await open_engine() as engine:
+            return await engine.tokens.create_token(name, role)
 
     token, secret = run_async(go())
     if as_json:
@@ -88,8 +88,8 @@ def token_list(
     """List tokens (never their secrets)."""
 
     async def go() -> list[ApiToken]:
-        async with await open_store() as store:
-            return await store.list_tokens(include_revoked=revoked)
+        async with await open_engine() as engine:
+            return await engine.tokens.list_tokens(include_revoked=revoked)
 
     tokens = run_async(go())
     if as_json:
@@ -113,8 +113,8 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (n
     """Revoke a token for good; requests with it are refused from now on."""
 
     async def go() -> None:
-        async with await open_store() as store:
-            await store.revoke_token(token_id)
+        async with await open_engine() as engine:
+            await engine.tokens.revoke_token(token_id)
 
     run_async(go())
     console.print(f"Token {token_id} revoked.")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from helixcode.cli.common import JsonOpt, console, err_console, open_store, run, run_async, state
+from helixcode.cli.common import JsonOpt, console, err_console, open_engine, run, run_async, state
 from helixcode.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -94,16 +94,16 @@ def start(
     async def go() -> str:
         import asyncio
 
-        store = await open_store()
+        engine = await open_engine()
         try:
-            w = Worker(store, settings, options)
+            w = Worker(engine.store, settings, options)
             err_console.print(f"worker {w.id}: {w.sandbox.line()}", highlight=False, soft_wrap=True)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, w.stop)
             return (await w.run()).describe(w.id)
         finally:
-            await store.aclose()
+            await engine.aclose()
 
     summary = run_async(go())
     if not logging.getLogger("helixcode.worker.runtime").isEnabledFor(logging.INFO):
@@ -225,11 +225,11 @@ def checkpoint(
         raise ConfigError(f"checkpoint: not valid JSON: {exc}") from exc
 
     async def go() -> None:
-        store = await open_store(upgrade=False)
+        engine = await open_engine(upgrade=False)
         try:
-            await store.save_checkpoint(task_id, token, name, value)
+            await engine.leases.save_checkpoint(task_id, token, name, value)
         finally:
-            await store.aclose()
+            await engine.aclose()
 
     run_async(go())
 
@@ -244,11 +244,11 @@ def progress(
     task_id, token = _lease_from_env()
 
     async def go() -> None:
-        store = await open_store(upgrade=False)
+        engine = await open_engine(upgrade=False)
         try:
-            await store.report_progress(task_id, token, fraction, message)
+            await engine.leases.report_progress(task_id, token, fraction, message)
         finally:
-            await store.aclose()
+            await engine.aclose()
 
     run_async(go())
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from helixcode.cli.common import console, err_console, open_store, run_async, state
+from helixcode.cli.common import console, err_console, open_engine, run_async, state
 from helixcode.domain.enums import JobStatus
 from helixcode.errors import ConfigError
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from helixcode.agent.workspace import Workspace
     from helixcode.domain.models import JobSummary
     from helixcode.domain.plan import JobSpec
-    from helixcode.store.store import Store
+    from helixcode.engine.engine import Engine
 
 __all__ = [
     "LiveOpt",
@@ -110,14 +110,13 @@ def check_sandbox() -> None:
 def submit(spec: JobSpec, repo: str) -> str:
     """Create the job and fix its git base (the repository's default branch now)."""
     from helixcode.agent.workspace import job_branch
-    from helixcode.engine.manager import TaskManager
 
     async def go() -> str:
-        store = await open_store()
+        engine = await open_engine()
         try:
-            job = await TaskManager(store).submit(spec, workdir=repo)
+            job = await engine.jobs.submit(spec, workdir=repo)
         finally:
-            await store.aclose()
+            await engine.aclose()
         await workspace_for(repo, job.id).ensure_base()
         return job.id
 
@@ -211,27 +210,24 @@ def execute(job_id: str, workers: int, live: bool) -> int:
 
 
 async def _pause(job_id: str) -> None:
-    from helixcode.engine.manager import TaskManager
-
-    store = await open_store()
+    engine = await open_engine()
     try:
         with contextlib.suppress(Exception):
-            await TaskManager(store).pause(job_id, "interrupted (Ctrl-C)")
+            await engine.jobs.pause(job_id, "interrupted (Ctrl-C)")
     finally:
-        await store.aclose()
+        await engine.aclose()
 
 
 async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
     """Follow the job (``cli.follow``) until it ends or its pool can do no more, then report."""
     from helixcode.cli.follow import Follower
-    from helixcode.engine.manager import TaskManager
 
-    store = await open_store()
+    engine = await open_engine()
 
     async def keep_going(summary: JobSummary) -> bool:
         if summary.job.status.terminal:
             return False
-        if pool.alive() == 0 and not await store.has_work(POOL_CAPABILITIES):
+        if pool.alive() == 0 and not await engine.fleet.has_work(POOL_CAPABILITIES):
             return False
         if pool.alive() == 0 and summary.job.status is JobStatus.PAUSED:
             return False
@@ -239,27 +235,27 @@ async def _watch(job_id: str, pool: Pool, live: bool) -> JobStatus:
 
     try:
         follower = Follower(
-            TaskManager(store),
+            engine.jobs,
             job_id,
             live=live,
             alive=pool.alive,
-            outputs=lambda: store.task_outputs(job_id),
+            outputs=lambda: engine.tasks.task_outputs(job_id),
         )
         summary = await follower.run(keep_going)
-        await _report(store, job_id, summary.job.status, summary.job.pause_reason)
+        await _report(engine, job_id, summary.job.status, summary.job.pause_reason)
         return summary.job.status
     finally:
-        await store.aclose()
+        await engine.aclose()
 
 
-async def _report(store: Store, job_id: str, status: JobStatus, pause_reason: str | None) -> None:
+async def _report(engine: Engine, job_id: str, status: JobStatus, pause_reason: str | None) -> None:
     """The summary table, the test cycle's outcome, and where the work is."""
     from helixcode.agent.workspace import job_branch
     from helixcode.cli.live import final_table, suite_report
     from helixcode.cli.render import status_text
 
-    tasks = await store.list_tasks(job_id)
-    outputs = await store.task_outputs(job_id)
+    tasks = await engine.tasks.list_tasks(job_id)
+    outputs = await engine.tasks.task_outputs(job_id)
     console.print(final_table(tasks, outputs, console.width))
     if report := suite_report(tasks, outputs):
         console.print(report)

@@ -126,11 +126,10 @@ class AsyncClient:
 
             remote = RemoteManager(self.server, self._token or os.environ.get("HELIX_TOKEN"))
             return remote, remote.aclose
-        from helixcode.engine.manager import TaskManager  # lazy: only local use needs SQLAlchemy
-        from helixcode.store.store import Store
+        from helixcode.engine.engine import Engine  # lazy: only local use needs SQLAlchemy
 
-        store = await Store.open(self._local_settings())
-        return TaskManager(store), store.aclose
+        engine = await Engine.open(self._local_settings())
+        return engine.jobs, engine.aclose
 
     def _local_settings(self) -> Settings:
         from helixcode.config import load_settings

@@ -1,6 +1,7 @@
 """TaskManager: the facade the edges (CLI, API, MCP) call; it owns no SQL, only orchestration.
 
-It satisfies ``engine.protocol.JobControl``, as the API's ``RemoteManager`` does over HTTP.
+It satisfies ``engine.protocol.JobControl``, as the API's ``RemoteManager`` does over HTTP. An edge
+reaches it as ``Engine.jobs`` (``engine.engine``), beside the engine's other facades.
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ from helixcode.domain.enums import TaskStatus
 from helixcode.domain.goals import goal_spec
 from helixcode.domain.plan import JobSpec, parse_plan
 from helixcode.domain.records import ROLES, Role
+from helixcode.engine.engine import Engine
 from helixcode.engine.manager import TaskManager, job_workdir
 from helixcode.errors import AccessDenied, HelixError
-from helixcode.store.store import Store
 
 __all__ = ["Backend", "TokenGate", "build_server", "serve_http", "serve_stdio"]
 
@@ -44,25 +44,25 @@ WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint
 
 
 class Backend:
-    """The store and manager behind the tools, opened on first use and closed by ``aclose``."""
+    """The engine behind the tools, opened on first use and closed by ``aclose``."""
 
     def __init__(self, settings: Settings, *, workdir: Path | None = None) -> None:
         self.settings = settings
         self.workdir = (workdir or Path.cwd()).resolve()
-        self._store: Store | None = None
+        self._engine: Engine | None = None
 
-    async def store(self) -> Store:
-        if self._store is None:
-            self._store = await Store.open(self.settings)
-        return self._store
+    async def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = await Engine.open(self.settings)
+        return self._engine
 
     async def manager(self) -> TaskManager:
-        return TaskManager(await self.store())
+        return (await self.engine()).jobs
 
     async def aclose(self) -> None:
-        if self._store is not None:
-            await self._store.aclose()
-            self._store = None
+        if self._engine is not None:
+            await self._engine.aclose()
+            self._engine = None
 
 
 def build_server(backend: Backend) -> MCPServer:
@@ -151,9 +151,9 @@ def build_server(backend: Backend) -> MCPServer:
         """A task's events, oldest first; pass the last id as ``after`` to continue."""
 
         async def go(m: TaskManager) -> dict[str, Any]:
-            store = await backend.store()
-            found = await store.get_task(await m.resolve(job), task)
-            return {"events": [e.to_dict() for e in await store.task_events(found.id, after, limit)]}
+            tasks = (await backend.engine()).tasks
+            found = await tasks.get_task(await m.resolve(job), task)
+            return {"events": [e.to_dict() for e in await tasks.task_events(found.id, after, limit)]}
 
         return await guarded(ctx, "viewer", go)
 
@@ -162,12 +162,11 @@ def build_server(backend: Backend) -> MCPServer:
         """A task's status, its result (output of the last success) and every attempt's outcome."""
 
         async def go(m: TaskManager) -> dict[str, Any]:
-            store = await backend.store()
-            found = await store.get_task(await m.resolve(job), task)
+            found, attempts = await m.task_attempts(job, task)
             return {
                 "task": _brief(found.to_dict()),
                 "result": found.result,
-                "attempts": [a.to_dict() for a in await store.list_attempts(found.id)],
+                "attempts": [a.to_dict() for a in attempts],
             }
 
         return await guarded(ctx, "viewer", go)
@@ -217,15 +216,15 @@ def build_server(backend: Backend) -> MCPServer:
         """A task's log: its events one per line, then each attempt's outcome and error."""
 
         async def go(m: TaskManager) -> str:
-            store = await backend.store()
-            found = await store.get_task(await m.resolve(job), task)
+            tasks = (await backend.engine()).tasks
+            found = await tasks.get_task(await m.resolve(job), task)
             lines = [
                 f"{e.id} {e.kind} attempt={e.attempt} worker={e.worker_id} {json.dumps(e.details)}"
-                for e in await store.task_events(found.id)
+                for e in await tasks.task_events(found.id)
             ]
             lines += [
                 f"attempt {a.attempt}: {a.outcome}" + (f": {a.error}" if a.error else "")
-                for a in await store.list_attempts(found.id)
+                for a in await tasks.list_attempts(found.id)
             ]
             return "\n".join(lines) + "\n"
 
@@ -263,7 +262,7 @@ async def _authorize(backend: Backend, ctx: Context, role: Role) -> None:
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret:
         raise AccessDenied("a bearer token is required")
-    token = await (await backend.store()).authenticate(secret.strip())
+    token = await (await backend.engine()).tokens.authenticate(secret.strip())
     if token is None:
         raise AccessDenied("unknown or revoked token")
     if ROLES.index(token.role) < ROLES.index(role):
@@ -283,7 +282,7 @@ class TokenGate:
             scheme, _, secret = header.partition(" ")
             ok = scheme.lower() == "bearer" and bool(secret.strip())
             if ok:
-                ok = await (await self.backend.store()).authenticate(secret.strip()) is not None
+                ok = await (await self.backend.engine()).tokens.authenticate(secret.strip()) is not None
             if not ok:
                 body = json.dumps(
                     {"title": "Unauthorized", "status": 401, "detail": "a live bearer token is required"}

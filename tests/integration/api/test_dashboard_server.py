@@ -18,6 +18,7 @@ import pytest
 from helixcode.api import create_app
 from helixcode.api.dashboard.feed import Batch, FeedHub
 from helixcode.domain.enums import JobStatus
+from helixcode.engine.browse import Browse
 from helixcode.store.store import Store
 from helixcode.store.tables import jobs, llm_calls, llm_limits
 from tests.helpers import spec, t, wait_until
@@ -186,7 +187,7 @@ async def test_fifty_browsers_share_one_follower(store: Store) -> None:
         return await real(*args, **kwargs)
 
     store.list_events = counted  # type: ignore[method-assign]
-    hub = FeedHub(store, poll=0.05, status_every=0.2)
+    hub = FeedHub(Browse(store), poll=0.05, status_every=0.2)
     seen: list[list[Batch]] = [[] for _ in range(50)]
     ready = [asyncio.Event() for _ in range(50)]
     tasks = [asyncio.create_task(_collect(hub, job.id, 0, seen[i], ready[i])) for i in range(50)]
@@ -214,7 +215,7 @@ async def test_fifty_browsers_share_one_follower(store: Store) -> None:
 
 async def test_a_late_browser_catches_up_and_the_follower_stops_when_all_leave(store: Store) -> None:
     job = await store.create_job(spec(t("a"), t("b", "a")))
-    hub = FeedHub(store, poll=0.05)
+    hub = FeedHub(Browse(store), poll=0.05)
     first: list[Batch] = []
     async with AsyncExitStack() as stack:
         batches: AsyncIterator[Batch | None] = await stack.enter_async_context(
@@ -307,7 +308,7 @@ async def test_twenty_browsers_on_one_job_cost_one_poll_loop_over_http(tmp_path:
             job = (await op.post("/api/v1/jobs", json={"plan": PLAN})).json()["id"]
         async with login(api, "viewer") as (browser, _), AsyncExitStack() as streams:
             calls = {"n": 0}
-            store = app.state.store
+            store = app.state.engine.store
             real = store.list_events
 
             async def counted(*args: Any, **kwargs: Any) -> Any:

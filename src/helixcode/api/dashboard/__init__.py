@@ -25,7 +25,7 @@ from helixcode.api.dashboard.auth import LoginRequired
 from helixcode.api.dashboard.feed import FeedHub
 from helixcode.api.dashboard.session import Sessions
 from helixcode.config import Settings
-from helixcode.store.store import Store
+from helixcode.engine.browse import Browse
 
 __all__ = ["FeedHub", "install", "start"]
 
@@ -52,8 +52,8 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(LoginRequired, to_login)
 
 
-def start(app: FastAPI, store: Store, poll: float) -> FeedHub:
-    """The followers of live jobs, over the app's store (called once it is open)."""
-    hub = FeedHub(store, poll=poll)
+def start(app: FastAPI, browse: Browse, poll: float) -> FeedHub:
+    """The followers of live jobs, over the app's engine (called once it is open)."""
+    hub = FeedHub(browse, poll=poll)
     app.state.feeds = hub
     return hub

@@ -15,8 +15,8 @@ from fastapi import Depends, Request
 
 from helixcode.api.dashboard.session import COOKIE, CSRF_FIELD, CSRF_HEADER, Claims, Sessions
 from helixcode.domain.records import ROLES, ApiToken, Role
+from helixcode.engine.engine import Engine
 from helixcode.errors import AccessDenied, Forbidden
-from helixcode.store.store import Store
 
 __all__ = [
     "Actor",
@@ -61,12 +61,12 @@ def sessions_of(request: Request) -> Sessions:
 
 async def browser_of(request: Request) -> Browser | None:
     """The session the request's cookie proves, if its token is still live."""
-    store: Store = request.app.state.store
+    engine: Engine = request.app.state.engine
     sessions = sessions_of(request)
-    claims = sessions.read(request.cookies.get(COOKIE), await store.now())
+    claims = sessions.read(request.cookies.get(COOKIE), await engine.now())
     if claims is None:
         return None
-    token = await store.live_token(claims.token_id)
+    token = await engine.tokens.live_token(claims.token_id)
     if token is None:
         return None
     return Browser(token, claims, sessions.csrf(claims))

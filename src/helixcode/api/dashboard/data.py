@@ -23,7 +23,7 @@ from helixcode.api.dashboard.auth import Actor, Reader, browser_of
 from helixcode.api.dashboard.charts import lanes
 from helixcode.api.dashboard.feed import Batch, FeedHub
 from helixcode.api.dashboard.layout import GraphTask, layout
-from helixcode.api.deps import Manager, StoreDep
+from helixcode.api.deps import EngineDep, Manager
 from helixcode.api.routers.jobs import JobRef, TaskRef
 from helixcode.domain.goals import goal_spec
 from helixcode.domain.models import Event
@@ -56,14 +56,14 @@ async def graph(
     job: JobRef,
     _: Reader,
     manager: Manager,
-    store: StoreDep,
+    engine: EngineDep,
     open_: Annotated[str | None, Query(alias="open", max_length=100_000)] = None,
 ) -> dict[str, Any]:
     """Boxes, arrows and every task's status and box; ``tag`` is the event the states are as of.
     ``open``: comma-separated groups to draw open (absent: the default for the job's size)."""
     job_id = await manager.resolve(job)
-    tag = await store.last_event_id(job_id)
-    rows = await store.graph_rows(job_id)
+    tag = await engine.browse.last_event_id(job_id)
+    rows = await engine.browse.graph_rows(job_id)
     opened = None if open_ is None else [k for k in open_.split(",") if k]
     placed = await asyncio.to_thread(layout, [GraphTask(r.key, r.deps, r.parent) for r in rows], opened)
     status = {r.key: r.status for r in rows}
@@ -84,17 +84,17 @@ async def graph(
 
 @router.get("/jobs/{job}/tasks/{task}")
 async def task_detail(
-    job: JobRef, task: TaskRef, _: Reader, manager: Manager, store: StoreDep
+    job: JobRef, task: TaskRef, _: Reader, manager: Manager, engine: EngineDep
 ) -> dict[str, Any]:
     """A task with its attempts, kept checkpoints (previews), output tail, commit and events."""
     job_id = await manager.resolve(job)
-    found = await store.find_task(job_id, task)
-    attempts = await store.list_attempts(found.id)
-    checkpoints = await store.list_checkpoints(found.id)
+    found = await engine.browse.find_task(job_id, task)
+    attempts = await engine.tasks.list_attempts(found.id)
+    checkpoints = await engine.tasks.list_checkpoints(found.id)
     latest = attempts[-1].output if attempts else {}
     result = next((a.output for a in reversed(attempts) if a.outcome == "succeeded"), None)
     where = next((a.output for a in reversed(attempts) if a.output.get("commit")), {})
-    names = {w.id: w.name for w in await store.list_workers(include_stopped=True)}
+    names = {w.id: w.name for w in await manager.workers(include_stopped=True)}
     return {
         "task": found.to_dict(),
         "attempts": [
@@ -112,19 +112,19 @@ async def task_detail(
         "result": json.dumps(result, default=str)[:PREVIEW_CHARS] if result is not None else None,
         "commit": where.get("commit"),
         "branch": where.get("branch"),
-        "events": [_event(e) for e in await store.task_events(found.id)],
+        "events": [_event(e) for e in await engine.tasks.task_events(found.id)],
         "workers": {w: names[w] for a in attempts if (w := a.worker_id) in names}
         | ({found.lease_owner: names[found.lease_owner]} if found.lease_owner in names else {}),
     }
 
 
 @router.get("/jobs/{job}/timeline")
-async def timeline(job: JobRef, _: Reader, manager: Manager, store: StoreDep) -> dict[str, Any]:
+async def timeline(job: JobRef, _: Reader, manager: Manager, engine: EngineDep) -> dict[str, Any]:
     """Attempts in worker slots (see ``charts.lanes``), with the workers' names."""
     job_id = await manager.resolve(job)
-    spans = await store.job_spans(job_id)
-    names = {w.id: w.name for w in await store.list_workers(include_stopped=True)}
-    now = await store.now()
+    spans = await engine.browse.job_spans(job_id)
+    names = {w.id: w.name for w in await manager.workers(include_stopped=True)}
+    now = await engine.now()
     rows = lanes(spans, now)
     for row in rows:
         row["name"] = names.get(row["worker"], row["worker"])
@@ -136,10 +136,10 @@ async def events_tail(
     job: JobRef,
     _: Reader,
     manager: Manager,
-    store: StoreDep,
+    engine: EngineDep,
     limit: Annotated[int, Query(ge=1, le=2000)] = 200,
 ) -> list[dict[str, Any]]:
-    return [_event(e) for e in await store.recent_events(await manager.resolve(job), limit)]
+    return [_event(e) for e in await engine.browse.recent_events(await manager.resolve(job), limit)]
 
 
 def _frame(batch: Batch) -> str:

@@ -8,7 +8,7 @@ the job's summary, then handed to every subscriber's queue. The last subscriber 
 
 A browser that subscribes late (or reconnects with ``Last-Event-ID``) first reads what it missed
 from the store itself, once, then takes the shared batches, skipping ids it has already seen:
-settled reads (see ``Store.list_events``) never skip an id, so nothing is lost on PostgreSQL either.
+settled reads (see ``Browse.list_events``) never skip an id, so nothing is lost on PostgreSQL either.
 
 States carry the id of the last event read before them (``tag``): a browser applies a state only if
 it is not older than the one it shows, and since every change writes an event, the last state it
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from helixcode.domain.models import Event, JobSummary
 from helixcode.domain.views import TaskState
-from helixcode.store.store import Store
+from helixcode.engine.browse import Browse
 
 __all__ = ["Batch", "FeedHub"]
 
@@ -59,8 +59,8 @@ class _Feed:
 class FeedHub:
     """The followers of the jobs browsers watch, keyed by job id."""
 
-    def __init__(self, store: Store, *, poll: float = 0.5, status_every: float = 5.0) -> None:
-        self.store = store
+    def __init__(self, browse: Browse, *, poll: float = 0.5, status_every: float = 5.0) -> None:
+        self.browse = browse
         self.poll = poll
         self.status_every = status_every
         self._feeds: dict[str, _Feed] = {}
@@ -106,7 +106,7 @@ class FeedHub:
     ) -> AsyncIterator[Batch | None]:
         cursor = after
         while catch_up:
-            found = await self.store.list_events(job_id, cursor, BATCH, settled=True)
+            found = await self.browse.list_events(job_id, cursor, BATCH, settled=True)
             if not found:
                 break
             yield await self._with_states(job_id, found)
@@ -128,12 +128,12 @@ class FeedHub:
 
     async def _with_states(self, job_id: str, found: list[Event], *, summary: bool = False) -> Batch:
         keys = {e.task_key for e in found if e.task_key is not None}
-        states = await self.store.task_states(job_id, keys)
+        states = await self.browse.task_states(job_id, keys)
         return Batch(
             found,
             states,
             found[-1].id,
-            await self.store.job_summary(job_id) if summary else None,
+            await self.browse.job_summary(job_id) if summary else None,
         )
 
     async def _follow(self, feed: _Feed) -> None:
@@ -141,14 +141,14 @@ class FeedHub:
         checked = 0.0
         try:
             while True:
-                found = await self.store.list_events(feed.job_id, feed.cursor, BATCH, settled=True)
+                found = await self.browse.list_events(feed.job_id, feed.cursor, BATCH, settled=True)
                 if found:
                     feed.cursor = found[-1].id
                     self._publish(feed, await self._with_states(feed.job_id, found, summary=True))
                 job_level = any(e.task_key is None for e in found)
                 if job_level or time.monotonic() - checked >= self.status_every:
                     checked = time.monotonic()
-                    if (await self.store.get_job(feed.job_id)).status.terminal:
+                    if (await self.browse.get_job(feed.job_id)).status.terminal:
                         await self._finish(feed)
                         return
                 if len(found) < BATCH:
@@ -165,11 +165,11 @@ class FeedHub:
     async def _finish(self, feed: _Feed) -> None:
         """The job's last events commit with its status: read the rest unsettled, then end."""
         rest: list[Event] = []
-        while found := await self.store.list_events(feed.job_id, feed.cursor, BATCH):
+        while found := await self.browse.list_events(feed.job_id, feed.cursor, BATCH):
             rest.extend(found)
             feed.cursor = found[-1].id
         last = await self._with_states(feed.job_id, rest, summary=True) if rest else None
-        summary = last.summary if last else await self.store.job_summary(feed.job_id)
+        summary = last.summary if last else await self.browse.job_summary(feed.job_id)
         self._publish(feed, Batch(rest, last.states if last else [], feed.cursor, summary=summary, end=True))
         self._drop(feed)
 

@@ -19,13 +19,13 @@ from helixcode.api.dashboard.auth import PageUser, browser_of, same_origin, sess
 from helixcode.api.dashboard.charts import plot_points, series
 from helixcode.api.dashboard.session import COOKIE, CSRF_FIELD, LOGIN_COOKIE
 from helixcode.api.dashboard.templates import render
-from helixcode.api.deps import Manager, StoreDep
+from helixcode.api.deps import EngineDep, Manager
 from helixcode.api.routers.jobs import JobRef
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.views import ProviderUse
+from helixcode.engine.browse import RECENT_CALLS
 from helixcode.errors import Forbidden
 from helixcode.llm.manager import LLMManager
-from helixcode.store.browse import RECENT_CALLS
 
 __all__ = ["router"]
 
@@ -87,7 +87,7 @@ async def login_form(request: Request, next: Annotated[str, Query(max_length=200
 
 
 @router.post("/login")
-async def login(request: Request, store: StoreDep) -> Response:
+async def login(request: Request, engine: EngineDep) -> Response:
     """Check the token as the API does; on success a session cookie, and back where the browser was."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     field = {k: v[0] for k, v in form.items() if v}
@@ -95,14 +95,14 @@ async def login(request: Request, store: StoreDep) -> Response:
     given, expected = field.get(CSRF_FIELD, ""), request.cookies.get(LOGIN_COOKIE, "")
     if not same_origin(request) or not expected or not secrets.compare_digest(given, expected):
         return _login_form(request, next_path, "The form expired: log in again.", 403)
-    token = await store.authenticate(field.get("token", "").strip()) if field.get("token") else None
+    token = await engine.tokens.authenticate(field.get("token", "").strip()) if field.get("token") else None
     if token is None:
         return _login_form(request, next_path, "Unknown or revoked token.", 401)
     sessions = sessions_of(request)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         COOKIE,
-        sessions.issue(token.id, await store.now()),
+        sessions.issue(token.id, await engine.now()),
         max_age=int(sessions.ttl),
         httponly=True,
         samesite="strict",
@@ -152,11 +152,11 @@ def _parse_cursor(value: str | None) -> tuple[float, str] | None:
 @router.get("/")
 async def jobs_page(
     user: PageUser,
-    store: StoreDep,
+    engine: EngineDep,
     status: Annotated[JobStatus | None, Query()] = None,
     before: Annotated[str | None, Query(max_length=80)] = None,
 ) -> Response:
-    page = await store.list_jobs_page([status] if status else (), _parse_cursor(before), 50)
+    page = await engine.browse.list_jobs_page([status] if status else (), _parse_cursor(before), 50)
     return _page(
         "jobs.html",
         user=user,
@@ -186,13 +186,13 @@ class _Plot:
 
 @router.get("/workers")
 async def workers_page(
-    user: PageUser, store: StoreDep, all_: Annotated[bool, Query(alias="all")] = False
+    user: PageUser, engine: EngineDep, all_: Annotated[bool, Query(alias="all")] = False
 ) -> Response:
-    found = await store.list_workers(include_stopped=all_)
-    running = await store.running_tasks()
-    now = await store.now()
+    found = await engine.jobs.workers(include_stopped=all_)
+    running = await engine.fleet.running_tasks()
+    now = await engine.now()
     since = now - PLOT_WINDOW
-    histories = await asyncio.gather(*(store.worker_history(w.id, since) for w in found))
+    histories = await asyncio.gather(*(engine.fleet.resource_history(w.id, since) for w in found))
     workers = []
     for info, samples in zip(found, histories, strict=True):
         # From the first sample (a young worker's plot is not a sliver at the right), a minute at least.
@@ -220,12 +220,12 @@ async def workers_page(
 
 
 @router.get("/providers")
-async def providers_page(request: Request, user: PageUser, store: StoreDep) -> Response:
+async def providers_page(request: Request, user: PageUser, engine: EngineDep) -> Response:
     llm: LLMManager | None = await request.app.state.llm()
     providers: list[dict[str, Any]] = []
     if llm is not None:
         models, health, (uses, errors) = await asyncio.gather(
-            llm.refresh_models(), llm.monitor.probe_all(), store.provider_use(list(llm.entries))
+            llm.refresh_models(), llm.monitor.probe_all(), engine.fleet.provider_use(list(llm.entries))
         )
         by_name: dict[str, ProviderUse] = {u.provider: u for u in uses}
         for name, entry in llm.entries.items():

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from helixcode.api.deps import Admin, StoreDep, Viewer
+from helixcode.api.deps import Admin, EngineDep, Manager, Viewer
 from helixcode.api.schemas import ProviderOut, TokenCreatedOut, TokenCreateIn, TokenOut, WorkerOut
 from helixcode.llm.manager import LLMManager
 
@@ -18,11 +18,11 @@ router = APIRouter()
 
 @router.get("/workers", response_model=list[WorkerOut], tags=["workers"], summary="List workers")
 async def list_workers(
-    store: StoreDep,
+    manager: Manager,
     _: Viewer,
     all_: Annotated[bool, Query(alias="all", description="include stopped workers")] = False,
 ) -> list[dict[str, Any]]:
-    return [w.to_dict() for w in await store.list_workers(include_stopped=all_)]
+    return [w.to_dict() for w in await manager.workers(include_stopped=all_)]
 
 
 def _model(m: Any) -> dict[str, Any]:
@@ -63,24 +63,24 @@ async def list_providers(request: Request, _: Viewer) -> list[dict[str, Any]]:
 
 @router.get("/tokens", response_model=list[TokenOut], tags=["tokens"], summary="List API tokens")
 async def list_tokens(
-    store: StoreDep,
+    engine: EngineDep,
     _: Admin,
     revoked: Annotated[bool, Query(description="include revoked tokens")] = False,
 ) -> list[dict[str, Any]]:
-    return [t.to_dict() for t in await store.list_tokens(include_revoked=revoked)]
+    return [t.to_dict() for t in await engine.tokens.list_tokens(include_revoked=revoked)]
 
 
 @router.post(
     "/tokens", status_code=201, response_model=TokenCreatedOut, tags=["tokens"], summary="Create a token"
 )
-async def create_token(body: TokenCreateIn, store: StoreDep, _: Admin) -> dict[str, Any]:
-    token, secret = await store.create_token(body.name, body.role)
+async def create_token(body: TokenCreateIn, engine: EngineDep, _: Admin) -> dict[str, Any]:
+    token, secret = await engine.tokens.create_token(body.name, body.role)
     return {**token.to_dict(), "token": secret}
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"], summary="Revoke a token")
 async def revoke_token(
-    token_id: Annotated[str, Path(min_length=1, max_length=16)], store: StoreDep, _: Admin
+    token_id: Annotated[str, Path(min_length=1, max_length=16)], engine: EngineDep, _: Admin
 ) -> Response:
-    await store.revoke_token(token_id)
+    await engine.tokens.revoke_token(token_id)
     return Response(status_code=204)

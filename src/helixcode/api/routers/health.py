@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from helixcode.api.deps import StoreDep, Viewer
+from helixcode.api.deps import EngineDep, Viewer
 from helixcode.api.metrics import CONTENT_TYPE, render_metrics
 from helixcode.api.problems import PROBLEM_RESPONSES
 from helixcode.errors import StoreError
@@ -27,9 +27,9 @@ async def healthz() -> dict[str, str]:
     summary="Readiness: the database is reachable",
     responses={503: {"description": "the database cannot be reached"}},
 )
-async def readyz(store: StoreDep) -> Any:
+async def readyz(engine: EngineDep) -> Any:
     try:
-        await store.now()
+        await engine.now()
     except StoreError as exc:
         return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
     return {"status": "ok"}
@@ -41,7 +41,7 @@ async def readyz(store: StoreDep) -> Any:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **PROBLEM_RESPONSES},
 )
-async def metrics(store: StoreDep, _: Viewer) -> Response:
-    snapshot = await store.metrics_snapshot()
-    workers = await store.list_workers(include_stopped=False)
+async def metrics(engine: EngineDep, _: Viewer) -> Response:
+    snapshot = await engine.fleet.metrics_snapshot()
+    workers = await engine.jobs.workers(include_stopped=False)
     return Response(render_metrics(snapshot, workers), media_type=CONTENT_TYPE)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from helixcode.api.deps import Manager, StoreDep, Viewer
+from helixcode.api.deps import EngineDep, Manager, Viewer
 from helixcode.api.routers.jobs import JobRef, TaskRef
 from helixcode.api.schemas import EventOut, TaskDetailOut, TaskOut
 from helixcode.api.sse import event_stream
@@ -38,14 +38,15 @@ async def list_tasks(
 
 
 @router.get("/tasks/{task}", response_model=TaskDetailOut, summary="Show a task")
-async def show_task(job: JobRef, task: TaskRef, manager: Manager, store: StoreDep, _: Viewer) -> Any:
+async def show_task(job: JobRef, task: TaskRef, manager: Manager, engine: EngineDep, _: Viewer) -> Any:
     """The task with every finished attempt, its kept checkpoints and its events."""
-    found = await store.get_task(await manager.resolve(job), task)
+    tasks = engine.tasks
+    found = await tasks.get_task(await manager.resolve(job), task)
     return {
         "task": found.to_dict(),
-        "attempts": [a.to_dict() for a in await store.list_attempts(found.id)],
-        "checkpoints": [asdict(c) for c in await store.list_checkpoints(found.id)],
-        "events": [e.to_dict() for e in await store.task_events(found.id)],
+        "attempts": [a.to_dict() for a in await tasks.list_attempts(found.id)],
+        "checkpoints": [asdict(c) for c in await tasks.list_checkpoints(found.id)],
+        "events": [e.to_dict() for e in await tasks.task_events(found.id)],
     }
 
 
