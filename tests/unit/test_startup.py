@@ -51,7 +51,8 @@ def loaded_after(code: str, heavy: list[str]) -> list[str]:
     probe = (
         f"{code}\nimport json, sys\n"
         "heavy = json.loads(sys.argv[1])\n"
-        "print(json.dumps(sorted({h for h in heavy for m in sys.modules if m == h or m.startswith(h + '.')})))"
+        "found = {h for h in heavy for m in sys.modules if m == h or m.startswith(h + '.')}\n"
+        "print(json.dumps(sorted(found)))"
     )
     proc = subprocess.run([sys.executable, "-c", probe, json.dumps(heavy)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
