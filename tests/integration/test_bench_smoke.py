@@ -71,3 +71,14 @@ def test_the_tracing_measure_times_the_workers_calls_off_and_on() -> None:
         assert measure._noop_api_span(1000) > 0
     finally:
         tracing.shutdown()
+
+
+@pytest.mark.slow
+def test_the_startup_measure_times_help_and_progress() -> None:
+    from bench import startup
+    from bench.common import Mode, Spread
+
+    report = Report("smoke")
+    startup.run(Mode.for_run(quick=True), report, lambda _msg: None)
+    assert [r.metric.split(",")[0] for r in report.rows] == ["helix --help", "helix progress 0.5"]
+    assert all(isinstance(r.ours, Spread) and r.ours.n == startup.RUNS for r in report.rows)

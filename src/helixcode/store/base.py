@@ -22,7 +22,6 @@ from helixcode.config import Settings
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.notify import Notice, notices_from_events
 from helixcode.errors import DatabaseUnavailable, StoreError
-from helixcode.store import migrate
 from helixcode.store.database import WRITE, create_engine, db_now
 from helixcode.store.tables import TERMINAL, events, tasks
 
@@ -182,6 +181,10 @@ class StoreBase:
 
     async def upgrade(self) -> None:
         """Apply pending migrations; cheap when the schema is current."""
+        # Lazy: Alembic is slow to import, and a store opened with upgrade=False (`helix progress`
+        # inside a shell task) never migrates.
+        from helixcode.store import migrate
+
         try:
             if await migrate.current_revision(self.engine) == migrate.head_revision():
                 return

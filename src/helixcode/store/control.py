@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.graph import validate_graph
-from helixcode.domain.kinds import load_run
 from helixcode.domain.splitting import Part, part_description
 from helixcode.domain.states import check_transition
 from helixcode.errors import NotFound, SchedulerError
@@ -261,6 +260,8 @@ class ControlOps(PropagationOps):
         """Replace a not-yet-started task by one child per part; the parent waits for all of them.
         Each part does only its items: its run carries them (``RunModel.for_items``: the agent's
         ``files``, a test run's arguments, ``HELIX_ITEMS``) and its description lists them."""
+        from helixcode.domain.kinds import load_run  # lazy: the run models (pydantic) cost start-up
+
         if not parts:
             raise SchedulerError("split: no parts")
         async with self._write() as conn:

@@ -10,21 +10,22 @@ that depended on the planning task waits for the planned work too.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from helixcode.domain.enums import TaskStatus
 from helixcode.domain.graph import chain_lengths, validate_graph
-from helixcode.domain.kinds import load_run
-from helixcode.domain.plan import TaskSpec
-from helixcode.domain.runs import AgentOptions, AgentRun
 from helixcode.errors import PlanError
 from helixcode.store.base import event, task_event
 from helixcode.store.leases import LEASE_CLEARED
 from helixcode.store.outcomes import OutcomeOps
 from helixcode.store.rows import task_values
 from helixcode.store.tables import results, task_dependencies, tasks
+
+if TYPE_CHECKING:
+    from helixcode.domain.plan import TaskSpec
+    from helixcode.domain.runs import AgentOptions
 
 __all__ = ["ExpandOps", "child_key"]
 
@@ -48,6 +49,10 @@ class ExpandOps(OutcomeOps):
     ) -> list[str]:
         """Insert ``subtasks`` under the running task ``task_id``; it then waits for them. Returns keys.
         ``details`` go into the ``expanded`` event (why it expanded: a plan, a merge conflict)."""
+        # Lazy: the run models (pydantic) load with the plan that made ``subtasks``, not with the store.
+        from helixcode.domain.kinds import load_run
+        from helixcode.domain.runs import AgentOptions, AgentRun
+
         if not subtasks:
             raise PlanError(["plan: no subtasks"])
         defaults = self.settings.tasks
@@ -132,6 +137,8 @@ class ExpandOps(OutcomeOps):
 
 def _inherit(spec: TaskSpec, inherited: AgentOptions) -> dict[str, Any]:
     """A planned agent subtask runs with the planner's agent options unless it sets its own."""
+    from helixcode.domain.runs import AgentRun  # lazy, as in expand_task
+
     run = spec.run
     if isinstance(run, AgentRun):
         run = AgentRun(agent=run.agent.under(inherited))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,13 +14,15 @@ from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.gc_pause import gc_paused
 from helixcode.domain.graph import chain_lengths
 from helixcode.domain.models import Event, Job, JobSummary, Task
-from helixcode.domain.plan import JobSpec
 from helixcode.domain.progress import LeafProgress, estimate_eta
 from helixcode.errors import NotFound
 from helixcode.store.base import DONE, TERMINAL, StoreBase, event
 from helixcode.store.database import db_now
 from helixcode.store.rows import JOB_COLUMNS, event_from_row, job_from_row, task_from_row, task_values
 from helixcode.store.tables import events, jobs, llm_calls, task_dependencies, tasks
+
+if TYPE_CHECKING:  # only annotations: the plan models (pydantic, YAML) load only where a plan is read
+    from helixcode.domain.plan import JobSpec
 
 __all__ = ["JobOps"]
 

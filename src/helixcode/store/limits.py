@@ -19,16 +19,18 @@ Requests older than the window are deleted now and then by an acquisition (one i
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helixcode.llm.limits import Admission, Quota
 from helixcode.store.base import StoreBase
 from helixcode.store.database import db_now
 from helixcode.store.tables import llm_limits, llm_requests
+
+if TYPE_CHECKING:
+    from helixcode.llm.limits import Admission, Quota
 
 __all__ = ["LimitOps"]
 
@@ -45,6 +47,10 @@ class LimitOps(StoreBase):
     _pending_settles: dict[int, int]
 
     async def acquire(self, provider: str, model: str, quota: Quota, *, tokens: int) -> Admission:
+        # Lazy: importing helixcode.llm loads the whole LLM layer, which commands that open the store
+        # without making model calls (`helix progress` in a shell task) should not pay for.
+        from helixcode.llm.limits import Admission
+
         async with self._write() as conn:
             blocked, now = await self._lock_row(conn, provider, model)
             if blocked is not None and blocked > now:
@@ -119,6 +125,8 @@ class LimitOps(StoreBase):
         self, conn: AsyncConnection, provider: str, model: str, quota: Quota, tokens: int, now: float
     ) -> Admission:
         """Why a request may not go, and for how long."""
+        from helixcode.llm.limits import Admission  # lazy, as in acquire
+
         down = await self._down_until(conn, provider)
         if down is not None and down > now:
             return Admission(down - now, down=True, why=f"{provider} is down for the fleet")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -11,8 +11,10 @@ from helixcode.config import TasksSettings
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
 from helixcode.domain.models import Checkpoint, Event, Job, Task
 from helixcode.domain.ordering import claim_rank
-from helixcode.domain.plan import TaskSpec
 from helixcode.store.tables import jobs, tasks
+
+if TYPE_CHECKING:  # only annotations: the plan models (pydantic, YAML) load only where a plan is read
+    from helixcode.domain.plan import TaskSpec
 
 __all__ = [
     "JOB_COLUMNS",

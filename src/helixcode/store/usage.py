@@ -13,15 +13,17 @@ call already under way is never cut: the budget can be overrun by the calls in f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helixcode.domain.enums import JobStatus
-from helixcode.llm.usage import CallContext
 from helixcode.store.base import StoreBase, event
 from helixcode.store.tables import jobs, llm_calls
+
+if TYPE_CHECKING:  # only annotations: importing helixcode.llm would load the whole LLM layer
+    from helixcode.llm.usage import CallContext
 
 __all__ = ["UsageOps", "UsageTotals"]
 

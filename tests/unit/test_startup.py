@@ -1,0 +1,84 @@
+"""Start-up: what `helix --help` and `helix progress` load (issue #18; the time itself is measured by the
+bench, ``bench/startup.py``, never here).
+
+`helix progress` and `helix checkpoint` run inside shell tasks, often many times per task, and `helix
+--help` is a newcomer's first command: neither may load the LLM layer, the engine, the web and MCP
+servers, Alembic or the plan models. Each check runs in a fresh interpreter and lists the heavy modules
+it finds in ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+#: Loaded by neither command.
+HEAVY = [
+    "helixcode.llm",
+    "helixcode.engine",
+    "helixcode.agent",
+    "helixcode.worker",
+    "helixcode.api",
+    "helixcode.mcp",
+    "helixcode.cli.tui",
+    "helixcode.domain.plan",
+    "helixcode.domain.runs",
+    "alembic",
+    "httpx",
+    "openai",
+    "anthropic",
+    "llama_cpp",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "mcp",
+    "textual",
+    "playwright",
+    "jinja2",
+    "yaml",
+    "psutil",
+    "prometheus_client",
+    "genai_prices",
+    "opentelemetry",
+]
+#: Also not loaded by `helix --help`, which opens no database.
+HEAVY_FOR_HELP = [*HEAVY, "helixcode.config", "helixcode.store", "sqlalchemy", "pydantic_settings"]
+
+
+def loaded_after(code: str, heavy: list[str]) -> list[str]:
+    """Run ``code`` in a new interpreter; the modules of ``heavy`` (or their submodules) it loaded."""
+    probe = (
+        f"{code}\nimport json, sys\n"
+        "heavy = json.loads(sys.argv[1])\n"
+        "found = {h for h in heavy for m in sys.modules if m == h or m.startswith(h + '.')}\n"
+        "print(json.dumps(sorted(found)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe, json.dumps(heavy)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    found: list[str] = json.loads(proc.stdout.splitlines()[-1])
+    return found
+
+
+def test_help_loads_no_heavy_module() -> None:
+    """The whole of `helix --help`: the command tree built and its help rendered."""
+    code = (
+        "import contextlib, io\n"
+        "from helixcode.cli.app import app\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    app(['--help'])"
+    )
+    assert loaded_after(code, HEAVY_FOR_HELP) == []
+
+
+def test_what_progress_needs_loads_no_heavy_module() -> None:
+    """`helix progress` parses its arguments, loads the settings and opens the store (``upgrade=False``)."""
+    code = (
+        "import helixcode.cli.app, helixcode.cli.worker, helixcode.config, helixcode.logsetup\n"
+        "import helixcode.store.database, helixcode.store.store"
+    )
+    assert loaded_after(code, HEAVY) == []
+
+
+def test_the_probe_sees_a_heavy_module() -> None:
+    assert loaded_after("import helixcode.domain.plan", ["yaml", "httpx"]) == ["yaml"]
