@@ -6,7 +6,6 @@ Opening an engine upgrades the schema unless told not to (``Engine.open(settings
 
 from __future__ import annotations
 
-from helixcode.store import migrate
 from helixcode.store.retention import Pruned
 from helixcode.store.store import Store
 
@@ -26,11 +25,15 @@ class Database:
 
     async def revision(self) -> str | None:
         """The database's schema revision (None: empty), changing nothing."""
+        from helixcode.store import migrate  # lazy: Alembic is heavy, and only `helix db` asks
+
         return await migrate.current_revision(self._store.engine)
 
     @staticmethod
     def head() -> str:
         """The newest revision this code knows."""
+        from helixcode.store import migrate
+
         return migrate.head_revision()
 
     async def prune(self, *, jobs_days: float | None = None, events_days: float | None = None) -> Pruned:

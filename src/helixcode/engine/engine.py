@@ -22,18 +22,21 @@ Example::
 
 from __future__ import annotations
 
-from typing import Self
+from functools import cached_property
+from typing import TYPE_CHECKING, Self
 
 from helixcode.config import Settings
-from helixcode.engine.browse import Browse
-from helixcode.engine.database import Database
-from helixcode.engine.fleet import Fleet
-from helixcode.engine.leases import Leases
-from helixcode.engine.manager import TaskManager
-from helixcode.engine.notifications import Notifications
-from helixcode.engine.tasks import TaskViews
-from helixcode.engine.tokens import Tokens
 from helixcode.store.store import Store
+
+if TYPE_CHECKING:
+    from helixcode.engine.browse import Browse
+    from helixcode.engine.database import Database
+    from helixcode.engine.fleet import Fleet
+    from helixcode.engine.leases import Leases
+    from helixcode.engine.manager import TaskManager
+    from helixcode.engine.notifications import Notifications
+    from helixcode.engine.tasks import TaskViews
+    from helixcode.engine.tokens import Tokens
 
 __all__ = ["Engine"]
 
@@ -45,14 +48,58 @@ class Engine:
         #: The store itself, for the worker runtime (``worker.runtime.Worker``), which works below the
         #: facades; an edge passes it on and calls the facades.
         self.store = store
-        self.jobs = TaskManager(store)
-        self.tasks = TaskViews(store)
-        self.browse = Browse(store)
-        self.fleet = Fleet(store)
-        self.tokens = Tokens(store)
-        self.notifications = Notifications(store)
-        self.leases = Leases(store)
-        self.database = Database(store)
+
+    # Each facade is built, and its module imported, on first use: `helix progress` runs inside shell
+    # tasks, many times per task, and needs only ``leases`` (not the plan models, Alembic or tracing
+    # that the others import).
+
+    @cached_property
+    def jobs(self) -> TaskManager:
+        from helixcode.engine.manager import TaskManager
+
+        return TaskManager(self.store)
+
+    @cached_property
+    def tasks(self) -> TaskViews:
+        from helixcode.engine.tasks import TaskViews
+
+        return TaskViews(self.store)
+
+    @cached_property
+    def browse(self) -> Browse:
+        from helixcode.engine.browse import Browse
+
+        return Browse(self.store)
+
+    @cached_property
+    def fleet(self) -> Fleet:
+        from helixcode.engine.fleet import Fleet
+
+        return Fleet(self.store)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        from helixcode.engine.tokens import Tokens
+
+        return Tokens(self.store)
+
+    @cached_property
+    def notifications(self) -> Notifications:
+        from helixcode.engine.notifications import Notifications
+
+        return Notifications(self.store)
+
+    @cached_property
+    def leases(self) -> Leases:
+        from helixcode.engine.leases import Leases
+
+        return Leases(self.store)
+
+    @cached_property
+    def database(self) -> Database:
+        from helixcode.engine.database import Database
+
+        return Database(self.store)
 
     @classmethod
     async def open(cls, settings: Settings, *, upgrade: bool = True) -> Self:
