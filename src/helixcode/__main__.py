@@ -1,5 +1,5 @@
 """``python -m helixcode`` is the ``helix`` command."""
 
-from helixcode.cli.app import main
+from helixcode.cli.entry import main
 
 main()

@@ -80,5 +80,9 @@ def test_the_startup_measure_times_help_and_progress() -> None:
 
     report = Report("smoke")
     startup.run(Mode.for_run(quick=True), report, lambda _msg: None)
-    assert [r.metric.split(",")[0] for r in report.rows] == ["helix --help", "helix progress 0.5"]
+    assert [r.metric.split(",")[0] for r in report.rows] == [
+        "helix --help",
+        "helix progress 0.5",
+        "helix progress 0.5 through the task channel",
+    ]
     assert all(isinstance(r.ours, Spread) and r.ours.n == startup.RUNS for r in report.rows)

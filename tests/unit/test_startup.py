@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 #: Loaded by neither command (`helix progress` reaches the store through ``engine.leases`` only).
 HEAVY = [
@@ -100,3 +101,21 @@ def test_what_progress_needs_loads_no_heavy_module() -> None:
 
 def test_the_probe_sees_a_heavy_module() -> None:
     assert loaded_after("import helixcode.domain.plan", ["yaml", "httpx"]) == ["yaml"]
+
+
+def test_progress_through_the_task_channel_loads_only_the_standard_library(tmp_path: Path) -> None:
+    """Inside a shell task `helix progress` is answered over the worker's socket (``cli.entry``): no
+    Typer, no settings, no SQLAlchemy, no pydantic. A one-reply server stands in for the worker."""
+    sock = tmp_path / "helix.sock"
+    code = (
+        "import contextlib, socket, threading\n"
+        f"server = socket.socket(socket.AF_UNIX); server.bind({str(sock)!r}); server.listen(1)\n"
+        "def answer():\n"
+        "    conn, _ = server.accept(); conn.recv(65536); conn.sendall(b'{\"ok\": true}\\n'); conn.close()\n"
+        "threading.Thread(target=answer, daemon=True).start()\n"
+        "from helixcode.cli.entry import through_channel\n"
+        f"env = {{'HELIX_TASK_SOCKET': {str(sock)!r}, 'HELIX_LEASE_TOKEN': 't'}}\n"
+        "assert through_channel(['progress', '0.5', 'half'], env) == 0"
+    )
+    third_party = ["typer", "click", "rich", "pydantic", "sqlalchemy", "aiosqlite", "psycopg"]
+    assert loaded_after(code, [*HEAVY_FOR_HELP, *third_party, "helixcode.domain"]) == []

@@ -3,8 +3,10 @@
 The command sees ``HELIX_JOB_ID``, ``HELIX_TASK_ID``, ``HELIX_TASK_KEY``, ``HELIX_ATTEMPT``,
 ``HELIX_LEASE_TOKEN``, ``HELIX_DATABASE_URL`` and, from the second attempt on, ``HELIX_CHECKPOINT`` (a
 file holding the latest checkpoint as JSON), so ``helix checkpoint`` and ``helix progress`` inside it
-write with the task's lease. Split parts get their work items in ``HELIX_ITEMS``, one per line. When
-the worker traces, ``TRACEPARENT`` names the attempt's span (for programs that continue a trace).
+write with the task's lease: through the worker, over the Unix socket named in ``HELIX_TASK_SOCKET``
+(``agent.task_channel``), or, where the socket cannot be reached, through the database. Split parts
+get their work items in ``HELIX_ITEMS``, one per line. When the worker traces, ``TRACEPARENT`` names the
+attempt's span (for programs that continue a trace).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from helixcode import tracing
 from helixcode.agent.executors.base import TaskContext
+from helixcode.agent.task_channel import SOCKET_ENV, task_channel
 from helixcode.domain.runs import ShellRun
 from helixcode.errors import TaskFailed
 
@@ -44,19 +47,21 @@ class ShellExecutor:
                     "the task is retried, on a worker that has it if one claims it first "
                     "(route it with `requires` to be sure)"
                 )
-            proc = await asyncio.create_subprocess_shell(
-                run.shell,
-                cwd=cwd,
-                env=env,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,  # its own process group, so a cancel stops its children too
-            )
-            try:
-                stdout, stderr = await proc.communicate()
-            except BaseException:
-                await _terminate(proc)
-                raise
+            async with task_channel(ctx, Path(scratch)) as channel:
+                env[SOCKET_ENV] = str(channel)
+                proc = await asyncio.create_subprocess_shell(
+                    run.shell,
+                    cwd=cwd,
+                    env=env,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    start_new_session=True,  # its own process group, so a cancel stops its children too
+                )
+                try:
+                    stdout, stderr = await proc.communicate()
+                except BaseException:
+                    await _terminate(proc)
+                    raise
         out = stdout.decode(errors="replace")[-OUTPUT_TAIL:]
         err = stderr.decode(errors="replace")[-OUTPUT_TAIL:]
         output: dict[str, object] = {"exit_code": proc.returncode, "stdout": out, "stderr": err}
@@ -82,6 +87,7 @@ class ShellExecutor:
             }
         )
         env.pop("HELIX_CHECKPOINT", None)
+        env.pop(SOCKET_ENV, None)  # a worker run inside a task must not hand on its parent's channel
         if ctx.claim.checkpoint is not None:
             path = scratch / "checkpoint.json"
             path.write_text(json.dumps(ctx.claim.checkpoint.data))
