@@ -36,6 +36,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["postgres"], 
 REQUIRE = os.environ.get("HELIXTEST_REQUIRE_NETNS") == "1"
 LEASE_TTL = 3.0
 STEPS = 40
+#: Steps done before the script waits for the test's signal (see ``script``).
+BEFORE_GATE = 5
 
 
 def _ip(*args: str) -> None:
@@ -130,14 +132,17 @@ def zone(db_url: str) -> Iterator[dict[str, Any]]:
         subprocess.run(["ip", "link", "delete", host_if], check=False, capture_output=True)
 
 
-def script(log: Path) -> str:
+def script(log: Path, gate: Path) -> str:
     """Count to STEPS from the latest checkpoint; each step is checkpointed first, then done (a line in
-    ``log``): a step whose checkpoint is refused is never done."""
+    ``log``): a step whose checkpoint is refused is never done. Past step ``BEFORE_GATE`` it waits for
+    ``gate`` to exist, so the task is still running when the link is cut, however long the other
+    worker takes to start on a loaded host."""
     return (
         'i=$(python3 -c \'import json,os; p=os.environ.get("HELIX_CHECKPOINT"); '
         'print(json.load(open(p))["i"] if p else 0)\')\n'
         f"while [ $i -lt {STEPS} ]; do\n"
         "  i=$((i+1))\n"
+        f"  while [ $i -gt {BEFORE_GATE} ] && [ ! -e {gate} ]; do sleep 0.1; done\n"
         f'  {HELIX} checkpoint "{{\\"i\\": $i}}" || exit 3\n'
         f'  echo "$HELIX_ATTEMPT $i" >> {log}\n'
         "  sleep 0.1\n"
@@ -162,6 +167,7 @@ def test_a_partitioned_worker_is_fenced_and_its_task_resumes_elsewhere(
     cli: Cli, db_url: str, zone: dict[str, Any], tmp_path: Path
 ) -> None:
     log = tmp_path / "steps.log"
+    gate = tmp_path / "gate"
     # As docs/operations.md advises: a session cut off mid-transaction (its locks held, its TCP
     # connection alive on the server's side for as long as keepalives take) is ended by the server.
     dbname = db_url.rsplit("/", 1)[1]
@@ -171,7 +177,7 @@ def test_a_partitioned_worker_is_fenced_and_its_task_resumes_elsewhere(
     cli.env.update(fast)
     plan = {
         "workdir": str(tmp_path),
-        "tasks": [{"id": "count", "type": "building", "title": "count", "run": {"shell": script(log)}}],
+        "tasks": [{"id": "count", "type": "building", "title": "count", "run": {"shell": script(log, gate)}}],
     }
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     inside_env = {**cli.env, "HELIX_DATABASE_URL": zone["url"]}
@@ -187,11 +193,18 @@ def test_a_partitioned_worker_is_fenced_and_its_task_resumes_elsewhere(
     near: subprocess.Popen[str] | None = None
     try:
         job = cli.json("submit", str(tmp_path / "plan.json"))["id"]
-        wait(lambda: log.exists() and len(log.read_text().splitlines()) >= 5, 60, "the far worker's steps")
+        wait(
+            lambda: log.exists() and len(log.read_text().splitlines()) >= BEFORE_GATE,
+            60,
+            "the far worker's steps",
+        )
         far_id = task_row(cli, job)["lease_owner"]  # the only worker so far
         assert far_id
         near = cli.popen("worker", "start", "--concurrency", "1", "--name", "near")
-        time.sleep(1.0)  # the near worker is up and standing by
+        # The near worker is up and standing by (its start-up, capability detection included, is not
+        # part of what is measured), then a beat of its idle loop.
+        wait(lambda: any(w["name"] == "near" for w in cli.json("worker", "list")), 60, "the near worker")
+        time.sleep(1.0)
         cut_at = time.time()  # the same clock as the database's (one host): compared with started_at
         _ip("-n", zone["ns"], "link", "set", zone["link"], "down")
         done_before_cut = len(log.read_text().splitlines())
@@ -201,6 +214,7 @@ def test_a_partitioned_worker_is_fenced_and_its_task_resumes_elsewhere(
             return row["attempts"] == 2 and row["lease_owner"] not in (None, far_id)
 
         wait(resumed, 30, "the task to resume on the near worker")
+        gate.touch()  # the rest of the steps, by whichever attempt still holds the lease
         # When the second attempt started (the claim's time, from the database), not when this test's
         # polling through the CLI (a process start each time) happened to see it.
         took = task_row(cli, job)["started_at"] - cut_at

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helixcode import __version__, tracing
-from helixcode.agent.executors import AlreadyReported, TaskContext, executor_for
+from helixcode.agent.executors import AlreadyReported, TaskContext, executor_for, load_executors
 from helixcode.config import Settings, mask_url
 from helixcode.domain.enums import Criticality, TaskStatus
 from helixcode.domain.models import Claim, LeaseState
@@ -99,6 +99,7 @@ class Worker:
         #: Whether model-chosen commands can be confined here; agent tasks require ``sandbox``.
         self.sandbox = sandbox_probe(settings)
         self.capabilities = tuple(sorted({*options.capabilities, *detected, *self.sandbox.capabilities()}))
+        load_executors()  # before the loops start, not inside the first attempt (see load_executors)
         self.stats = WorkerStats()
         self.sampler = ResourceSampler(with_gpu=options.sample_gpu)
         self._static = self.sampler.static()

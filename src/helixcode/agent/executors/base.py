@@ -82,6 +82,14 @@ class Executor(Protocol):
     async def execute(self, ctx: TaskContext) -> dict[str, Any]: ...
 
 
+def load_executors() -> None:
+    """Import every executor, and what they import (the agent loop, MCP, git tooling), now. A worker
+    does it before its loops start: imported by its first attempt instead, they stalled the event loop
+    for 1-3 s (heartbeats included), long enough on a loaded host for a short lease to expire before
+    its first renewal."""
+    import helixcode.agent.executors.registry  # noqa: F401
+
+
 def executor_for(run: Mapping[str, Any] | RunModel) -> Executor:
     """The executor for a task's run (as stored, or typed), from ``registry.EXECUTORS``: only the kind
     is read here; the executor reads the typed run from its context."""
