@@ -129,7 +129,8 @@ async def test_kill_9_mid_checkpoint_resumes_elsewhere_from_the_checkpoint(
                         "id": f"s{round_}",
                         "type": "building",
                         "title": "S",
-                        "run": {"builtin": "sleep", "seconds": 2.5},
+                        # Long enough to outlast the successor's start-up on a loaded host.
+                        "run": {"builtin": "sleep", "seconds": 12},
                     }
                 ],
             )
@@ -143,11 +144,19 @@ async def test_kill_9_mid_checkpoint_resumes_elsewhere_from_the_checkpoint(
                 return any(e.kind == "checkpoint" for e in events)
 
             await wait_for(checkpointed, 20, "the victim to checkpoint")
+            # The successor stands by before the kill (so what is timed is the takeover, not its
+            # start-up); it does not exit when idle, and is stopped once its round is over.
+            successor = fast_cli.popen("worker", "--concurrency", "2", "--name", f"successor{round_}")
+            procs.append(successor)
+
+            async def standing_by(name: str = f"successor{round_}") -> bool:
+                return any(w.name == name for w in await db.list_workers(include_stopped=False))
+
+            await wait_for(standing_by, 60, "the successor to start")
             await asyncio.sleep(point)
             victim.kill()
             killed_at = time.time()
             victim.wait()
-            procs.append(start_worker(fast_cli, "--name", "successor"))
 
             async def reclaimed(job_id: str = job["id"], after: float = killed_at) -> Any:
                 events = await db.list_events(job_id)
@@ -160,6 +169,8 @@ async def test_kill_9_mid_checkpoint_resumes_elsewhere_from_the_checkpoint(
             output = await _success_output(db, task.id)
             assert output["resumed_from"] > 0, output
             assert task.lease_losses == 1
+            successor.terminate()  # not to take the next round's task before its victim does
+            successor.wait(30)
     finally:
         stop_all(procs)
     for job_id in jobs:
