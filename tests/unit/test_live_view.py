@@ -125,3 +125,21 @@ def test_live_suite_report_says_how_the_cycle_ended() -> None:
     report = suite_report([*TASKS[:4], passed], {"test.test2.test3": {"summary": summary}})
     assert report is not None
     assert report.plain == summary
+
+
+def test_progress_lines_name_a_status_the_task_passed_between_two_looks() -> None:
+    """A task claimed and finished between two looks still gets its `running` line (from the events),
+    before the line of the status its snapshot shows; one the snapshot still shows is not repeated."""
+    from helixcode.cli.live import passed_through
+
+    done = task(1, "fast", TaskType.BUILDING, TaskStatus.SUCCEEDED)
+    running = task(2, "slow", TaskType.BUILDING, TaskStatus.RUNNING)
+    events = [
+        Event(1, "a1b2c3d4e5f6", "fast", "claimed", 1.0),
+        Event(2, "a1b2c3d4e5f6", "slow", "claimed", 1.0),
+        Event(3, "a1b2c3d4e5f6", "fast", "succeeded", 2.0),
+        Event(4, "a1b2c3d4e5f6", None, "created", 0.0),
+    ]
+    found = passed_through(events, [done, running], {"fast": "ready", "slow": "ready"})
+    assert [(t.key, t.status) for t in found] == [("fast", TaskStatus.RUNNING)]
+    assert passed_through(events, [done, running], {"fast": "running"}) == []

@@ -82,18 +82,20 @@ class Follower:
         summary = await self.control.summary(self.job_id)
         if self.view is not None or self.seen is not None:
             tasks = await self.control.tasks(self.job_id)
-            self.show(summary, tasks, await self.outputs() if self.outputs is not None else {})
+            self.show(summary, tasks, await self.outputs() if self.outputs is not None else {}, events)
         return events, summary
 
-    def show(self, summary: JobSummary, tasks: Sequence[Task], outputs: Outputs) -> None:
-        from helixcode.cli.live import status_changes, status_line
+    def show(
+        self, summary: JobSummary, tasks: Sequence[Task], outputs: Outputs, events: Sequence[Event] = ()
+    ) -> None:
+        from helixcode.cli.live import passed_through, status_changes, status_line
 
         took = time.monotonic() - self.started
         if self.view is not None:
             self.view.update(summary, tasks, outputs, took)
             return
         assert self.seen is not None
-        for t in status_changes(tasks, self.seen):
+        for t in [*passed_through(events, tasks, self.seen), *status_changes(tasks, self.seen)]:
             self.seen[t.key] = t.status.value
             console.print(status_line(t, took))
 

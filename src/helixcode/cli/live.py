@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from rich import box
@@ -120,6 +121,27 @@ def status_changes(tasks: Sequence[Task], seen: Mapping[str, str]) -> list[Task]
     """The tasks whose status is not the one last seen (new tasks included), in tree order: what the
     progress lines print when stdout is not a terminal."""
     return [t for t, _ in tree(tasks) if seen.get(t.key) != t.status.value]
+
+
+#: Events that put a task in a status it may leave before the next look (a task that runs in under a
+#: second goes ready -> succeeded between two snapshots).
+PASSING_STATUS = {"claimed": TaskStatus.RUNNING, "retried": TaskStatus.RETRYING, "requeued": TaskStatus.READY}
+
+
+def passed_through(events: Sequence[Event], tasks: Sequence[Task], seen: Mapping[str, str]) -> list[Task]:
+    """The statuses tasks passed through since the last look, which their snapshot no longer shows:
+    each as the task in that status, in event order, so the progress lines name every change."""
+    by_key = {t.key: t for t in tasks}
+    shown = dict(seen)
+    found = []
+    for e in events:
+        status = PASSING_STATUS.get(e.kind)
+        task = by_key.get(e.task_key) if e.task_key is not None else None
+        if status is None or task is None or task.status is status or shown.get(task.key) == status.value:
+            continue
+        shown[task.key] = status.value
+        found.append(replace(task, status=status))
+    return found
 
 
 def status_line(task: Task, elapsed: float) -> Text:
