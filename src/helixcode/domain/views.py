@@ -13,7 +13,20 @@ from dataclasses import dataclass
 
 from helixcode.domain.models import JobSummary
 
-__all__ = ["AttemptSpan", "CallError", "GraphRow", "JobPage", "ProviderUse", "RunningTask", "TaskState"]
+__all__ = [
+    "RECENT_CALLS",
+    "AttemptSpan",
+    "CallError",
+    "GraphRow",
+    "JobPage",
+    "ProviderUse",
+    "RunningTask",
+    "TaskState",
+]
+
+#: Model calls looked at for a provider's recent latency and failures (the newest, by id): what the
+#: providers page summarizes, and says it summarizes.
+RECENT_CALLS = 500
 
 
 @dataclass(frozen=True, slots=True)

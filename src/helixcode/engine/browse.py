@@ -13,10 +13,9 @@ from collections.abc import Collection
 from helixcode.domain.enums import JobStatus
 from helixcode.domain.models import Event, Job, JobSummary, Task
 from helixcode.domain.views import AttemptSpan, GraphRow, JobPage, TaskState
-from helixcode.store.browse import RECENT_CALLS
 from helixcode.store.store import Store
 
-__all__ = ["RECENT_CALLS", "Browse"]
+__all__ = ["Browse"]
 
 
 class Browse:

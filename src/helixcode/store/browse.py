@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.models import Event, Task
 from helixcode.domain.views import (
+    RECENT_CALLS,
     AttemptSpan,
     CallError,
     GraphRow,
@@ -33,8 +34,6 @@ from helixcode.store.tables import events, jobs, llm_calls, llm_limits, results,
 
 __all__ = ["BrowseOps"]
 
-#: Model calls looked at for a provider's recent latency and failures (the newest, by id).
-RECENT_CALLS = 500
 #: Failed calls listed per provider.
 RECENT_ERRORS = 5
 

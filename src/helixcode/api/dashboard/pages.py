@@ -22,8 +22,7 @@ from helixcode.api.dashboard.templates import render
 from helixcode.api.deps import EngineDep, Manager
 from helixcode.api.routers.jobs import JobRef
 from helixcode.domain.enums import JobStatus, TaskStatus
-from helixcode.domain.views import ProviderUse
-from helixcode.engine.browse import RECENT_CALLS
+from helixcode.domain.views import RECENT_CALLS, ProviderUse
 from helixcode.errors import Forbidden
 from helixcode.llm.manager import LLMManager
 
