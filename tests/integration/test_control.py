@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from helixcode.domain.enums import JobStatus, TaskStatus
-from helixcode.domain.models import Event, LeaseState
+from helixcode.domain.models import Beat, Event, LeaseState
 from helixcode.domain.records import WorkerInfo
 from helixcode.domain.splitting import Part, split_balanced
 from helixcode.errors import InvalidTransition, LeaseLost, SchedulerError
@@ -184,8 +184,8 @@ async def test_cancel_stops_unfinished_tasks_and_the_running_worker_hears_it(sto
         "blocked": S.CANCELLED,
     }
     assert (await store.get_job(job.id)).status is JobStatus.CANCELLED
-    states = await store.heartbeat("w1", {running.task.id: running.token})
-    assert states == {running.task.id: LeaseState.CANCELLED}
+    states = await store.heartbeat([Beat("w1", {running.task.id: running.token})])
+    assert states == {"w1": {running.task.id: LeaseState.CANCELLED}}
     with pytest.raises(LeaseLost):
         await store.complete(running.task.id, running.token)
     with pytest.raises(SchedulerError, match="already cancelled"):

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from helixcode.config import Settings, TasksSettings, WorkersSettings
 from helixcode.domain.enums import JobStatus, TaskStatus
-from helixcode.domain.models import Claim, LeaseState
+from helixcode.domain.models import Beat, Claim, LeaseState
 from helixcode.store.store import Store
-from helixcode.store.tables import tasks
+from helixcode.store.tables import locks, tasks
 from helixcode.worker.runtime import Worker, WorkerOptions, WorkerStats
 from tests.helpers import result_rows, spec
 
@@ -172,6 +173,59 @@ async def test_cancelling_the_job_stops_a_running_task(
     assert await result_rows(store, job.id) == []
 
 
+async def test_workers_of_one_process_share_one_heartbeat_and_one_reaper(
+    settings: Settings, store: Store
+) -> None:
+    """Three workers in one process, leases of 1.5 s renewed every 0.25 s: one round trip per beat for
+    all three (not three), every lease held long past its first expiry, and a cancel seen by all. They
+    stand for the reaper's leadership once, as the process, which gives it up when the last one stops."""
+    beat_settings = Settings(
+        database=settings.database,
+        tasks=TasksSettings(**{**settings.tasks.model_dump(), "lease_ttl": 1.5, "heartbeat_interval": 0.25}),
+        workers=WorkersSettings(poll_interval=0.1, drain_timeout=0.0),
+    )
+    shared = await Store.open(beat_settings)
+    beats: list[list[Beat]] = []
+    heartbeat = shared.heartbeat
+
+    async def counted(batch: Sequence[Beat], *args: Any, **kwargs: Any) -> dict[str, dict[int, LeaseState]]:
+        beats.append(list(batch))
+        return await heartbeat(batch, *args, **kwargs)
+
+    shared.heartbeat = counted  # type: ignore[method-assign]
+    job = await store.create_job(
+        spec(*({"id": f"long{i}", "run": {"builtin": "sleep", "seconds": 60}} for i in range(3)))
+    )
+    options = WorkerOptions(concurrency=1, exit_when_idle=True, detect=False, sample_gpu=False)
+    fleet = [Worker(shared, beat_settings, options) for _ in range(3)]
+    running = [asyncio.create_task(w.run()) for w in fleet]
+    try:
+
+        async def all_running() -> bool:
+            return all(t.status is S.RUNNING for t in await store.list_tasks(job.id))
+
+        await wait_for(all_running)
+        beats.clear()
+        await asyncio.sleep(3.0)  # two lease lifetimes: held only if renewed
+        assert await all_running()
+        assert 6 <= len(beats) <= 14, f"{len(beats)} round trips in 3 s at one per 0.25 s"
+        assert all(sorted(b.worker_id for b in batch) == sorted(w.id for w in fleet) for batch in beats)
+        assert all(len(b.leases) == 1 and b.status == "active" for batch in beats for b in batch)
+        reaper = fleet[0].reaper
+        assert reaper is not None and all(w.reaper is reaper for w in fleet)
+        assert reaper.leading and reaper.owner not in {w.id for w in fleet}
+        await store.cancel_job(job.id)
+        stats = await asyncio.wait_for(asyncio.gather(*running), 5)
+        assert [s.abandoned for s in stats] == [1, 1, 1]
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(sa.select(locks.c.owner))).all() == [], "leadership given up"
+    finally:
+        for worker in fleet:
+            worker.stop()
+        await asyncio.gather(*running, return_exceptions=True)
+        await shared.aclose()
+
+
 async def test_a_worker_whose_lease_was_taken_stops_and_its_result_is_not_recorded(
     store: Store, make_worker: MakeWorker, spawn: Spawn
 ) -> None:
@@ -243,7 +297,7 @@ async def test_a_lost_lease_stops_an_executing_attempt_but_not_one_writing_its_o
     write = worker.store.complete_and_claim
 
     async def heartbeat_meanwhile(*args: Any, **kwargs: Any) -> list[Claim]:
-        worker._stop_lost(lost)
+        worker.lease_states(lost)
         return await write(*args, **kwargs)
 
     worker.store.complete_and_claim = heartbeat_meanwhile  # type: ignore[method-assign]

@@ -6,13 +6,14 @@ measured by the database clock.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from helixcode.domain.enums import Criticality, JobStatus, Priority, TaskStatus, TaskType
 
-__all__ = ["Checkpoint", "Claim", "Event", "Job", "JobSummary", "LeaseState", "Maintenance", "Task"]
+__all__ = ["Beat", "Checkpoint", "Claim", "Event", "Job", "JobSummary", "LeaseState", "Maintenance", "Task"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,18 @@ class LeaseState(StrEnum):
     HELD = "held"
     LOST = "lost"  # someone else holds it now, or it expired and was requeued
     CANCELLED = "cancelled"  # the task or its job was cancelled: stop working on it
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    """One worker's heartbeat: that it lives, its status (None leaves it as it is) and the leases it
+    holds (task id -> token) to renew. A process that runs many workers sends all their beats in one
+    round trip (``Store.heartbeat``), so a fleet's liveness costs the database one transaction per
+    process and interval, not one per worker."""
+
+    worker_id: str
+    leases: Mapping[int, str] = field(default_factory=dict)
+    status: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

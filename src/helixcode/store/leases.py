@@ -10,7 +10,7 @@ outside the database, progress and checkpoints. Claims (how a lease starts) are 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,25 +45,26 @@ class LeaseOps(PropagationOps):
         if not leases:
             return {}
         async with self._write() as conn:
-            return await self._renew(conn, worker_id, leases)
+            return await self._renew(conn, [(t, token, worker_id) for t, token in leases.items()])
 
     async def _renew(
-        self, conn: AsyncConnection, worker_id: str, leases: Mapping[int, str]
+        self, conn: AsyncConnection, leases: Sequence[tuple[int, str, str]]
     ) -> dict[int, LeaseState]:
+        """Renew ``(task id, token, owner)`` leases, of one worker or of every worker of a process, in
+        one statement: a lease is held while its task runs under that token and owner."""
         if not leases:
             return {}
         stmt = (
             tasks.update()
             .where(
-                sa.tuple_(tasks.c.id, tasks.c.lease_token).in_(list(leases.items())),
+                sa.tuple_(tasks.c.id, tasks.c.lease_token, tasks.c.lease_owner).in_(list(leases)),
                 tasks.c.status == S.RUNNING.value,
-                tasks.c.lease_owner == worker_id,
             )
             .values(lease_expires_at=db_now() + self.settings.tasks.lease_ttl)
             .returning(tasks.c.id)
         )
         held = set((await conn.execute(stmt)).scalars().all())
-        missing = [task_id for task_id in leases if task_id not in held]
+        missing = [task_id for task_id, _token, _owner in leases if task_id not in held]
         cancelled: set[int] = set()
         if missing:
             rows = await conn.execute(
@@ -81,7 +82,7 @@ class LeaseOps(PropagationOps):
             else LeaseState.CANCELLED
             if task_id in cancelled
             else LeaseState.LOST
-            for task_id in leases
+            for task_id, _token, _owner in leases
         }
 
     async def _fenced(self, conn: AsyncConnection, task_id: int, token: str, **values: Any) -> sa.RowMapping:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helixcode.domain.models import LeaseState
+from helixcode.domain.models import Beat, LeaseState
 from helixcode.domain.records import WorkerInfo
 from helixcode.store.database import db_now
 from helixcode.store.leases import LeaseOps
@@ -42,50 +42,55 @@ class WorkerOps(LeaseOps):
             )
 
     async def heartbeat(
-        self,
-        worker_id: str,
-        leases: Mapping[int, str],
-        resources: Mapping[str, Any] | None = None,
-        status: str | None = None,
-    ) -> dict[int, LeaseState]:
-        """Record that the worker lives (with a resource sample) and renew its leases in one transaction."""
-        values: dict[str, Any] = {"last_heartbeat_at": db_now()}
-        if resources is not None:
-            values["resources"] = dict(resources)
-        if status is not None:
-            values["status"] = status
-        if not leases and self.dialect == "postgresql":
-            # An idle worker's beat: one statement in autocommit, one round trip (a fleet of idle
-            # workers should cost the database next to nothing).
-            await self._idle_beat(worker_id, values, resources)
+        self, beats: Sequence[Beat], resources: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[int, LeaseState]]:
+        """Record that these workers live (with the process's resource sample) and renew their leases,
+        in one transaction for them all; returns each worker's lease states."""
+        if not beats:
             return {}
-        async with self._write() as conn:
-            await conn.execute(workers.update().where(workers.c.id == worker_id).values(**values))
-            if resources is not None:
-                await conn.execute(
-                    worker_heartbeats.insert().values(
-                        worker_id=worker_id, at=db_now(), resources=dict(resources)
-                    )
-                )
-            return await self._renew(conn, worker_id, leases)
-
-    async def _idle_beat(
-        self, worker_id: str, values: Mapping[str, Any], resources: Mapping[str, Any] | None
-    ) -> None:
-        beat = workers.update().where(workers.c.id == worker_id).values(**values)
-        if resources is None:
+        leases = [(task, token, b.worker_id) for b in beats for task, token in b.leases.items()]
+        marks = self._alive(beats, resources)
+        if not leases and self.dialect == "postgresql":
+            # Idle workers' beat: a statement in autocommit, one round trip (a fleet of idle workers
+            # should cost the database next to nothing).
             async with self._statement() as conn:
-                await conn.execute(beat)
-            return
-        updated = beat.returning(workers.c.id).cte("beat")
-        sample = sa.bindparam("resources", dict(resources), type_=worker_heartbeats.c.resources.type)
-        stmt = (
-            worker_heartbeats.insert()
-            .from_select(["worker_id", "at", "resources"], sa.select(updated.c.id, db_now(), sample))
-            .add_cte(updated)
-        )
-        async with self._statement() as conn:
-            await conn.execute(stmt)
+                for mark in marks:
+                    await conn.execute(mark)
+            return {b.worker_id: {} for b in beats}
+        async with self._write() as conn:
+            for mark in marks:
+                await conn.execute(mark)
+            states = await self._renew(conn, leases)
+        return {b.worker_id: {task: states[task] for task in b.leases} for b in beats}
+
+    def _alive(self, beats: Sequence[Beat], resources: Mapping[str, Any] | None) -> list[sa.Executable]:
+        """The statements that mark ``beats``' workers alive and keep a resource sample of each: one per
+        status the beats set (almost always one), each one statement on PostgreSQL (the sample is
+        inserted for the rows the update found), two on SQLite."""
+        by_status: dict[str | None, list[str]] = {}
+        for b in beats:
+            by_status.setdefault(b.status, []).append(b.worker_id)
+        marks: list[sa.Executable] = []
+        for status, ids in by_status.items():
+            values: dict[str, Any] = {"last_heartbeat_at": db_now()}
+            if resources is not None:
+                values["resources"] = dict(resources)
+            if status is not None:
+                values["status"] = status
+            mark = workers.update().where(workers.c.id.in_(ids)).values(**values)
+            if resources is None:
+                marks.append(mark)
+                continue
+            sample = sa.bindparam("resources", dict(resources), type_=worker_heartbeats.c.resources.type)
+            columns = ["worker_id", "at", "resources"]
+            if self.dialect == "postgresql":
+                marked = mark.returning(workers.c.id).cte("marked")
+                select = sa.select(marked.c.id, db_now(), sample)
+                marks.append(worker_heartbeats.insert().from_select(columns, select).add_cte(marked))
+            else:
+                select = sa.select(workers.c.id, db_now(), sample).where(workers.c.id.in_(ids))
+                marks += [mark, worker_heartbeats.insert().from_select(columns, select)]
+        return marks
 
     async def worker_history(self, worker_id: str, since: float = 0.0) -> list[tuple[float, dict[str, Any]]]:
         """Resource samples of one worker, oldest first, for plots."""

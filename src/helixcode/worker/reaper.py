@@ -8,7 +8,8 @@ counters trail the logs by one tick. Every ``retention.interval`` it prunes fini
 few batches at a time (``store.retention``). With ``[notify.*]`` targets configured, the leader also
 delivers the notifications outbox (``worker.notify``): a pass starts each tick unless the last is still
 sending, so a slow receiver never holds up maintenance or the renewal of the leader's lease. Every
-worker runs one; only the leader works, the others stand by to take over.
+worker process runs one (``Reaper.shared``: the workers of a process share it, as they share LISTEN and
+the heartbeat); only the leader works, the others stand by to take over.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
+import uuid
+from collections.abc import Callable
+from typing import ClassVar
 
 from helixcode.domain.models import Maintenance
 from helixcode.errors import StoreError
@@ -38,6 +44,11 @@ ROLLUP_BATCHES_PER_TICK = 10
 
 
 class Reaper:
+    """One process's stand for leadership, and the leader's work. ``shared(store)`` gives the process's
+    reaper; workers ``join`` it with their ``stop`` and ``leave`` when they stop."""
+
+    _shared: ClassVar[dict[tuple[int, int], Reaper]] = {}
+
     def __init__(self, store: Store, owner: str, interval: float | None = None) -> None:
         self.store = store
         self.owner = owner
@@ -49,6 +60,50 @@ class Reaper:
         self._next_prune = 0.0  # monotonic time of the next pruning pass
         self.notifier = Notifier(store) if any(t.enabled for t in cfg.notify.values()) else None
         self._sending: asyncio.Task[object] | None = None
+        self._members: list[Callable[[], None]] = []  # the ``stop`` of each worker that joined
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def shared(cls, store: Store) -> Reaper:
+        """The process's reaper for ``store`` (per event loop). A process that runs many workers (a big
+        host, the fleet bench's 250) checks the leader's lease once per ``standby_interval``, not once
+        per worker; its owner names the process (``host-pid-random``), which outlives any one worker."""
+        key = (id(store), id(asyncio.get_running_loop()))
+        reaper = cls._shared.get(key)
+        if reaper is None:
+            owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            reaper = cls._shared[key] = cls(store, owner)
+        return reaper
+
+    def join(self, stop: Callable[[], None]) -> None:
+        """A worker stands for leadership through this reaper: the first to join starts it."""
+        self._members.append(stop)
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="reaper")
+            self._task.add_done_callback(self._died)
+
+    async def leave(self, stop: Callable[[], None]) -> None:
+        """The last worker to leave stops the reaper (giving up leadership at once) and delivers the
+        notifications that are due, so a process that ran a job's last task sends its outcome before
+        it goes."""
+        self._members.remove(stop)
+        if self._members or self._task is None:
+            return
+        task, self._task = self._task, None
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for key, reaper in list(self._shared.items()):
+            if reaper is self:
+                del self._shared[key]
+        await self.flush_notifications()
+
+    def _died(self, task: asyncio.Task[None]) -> None:
+        """The reaper must never end while its workers run: if it crashes, say why and stop them."""
+        if task.cancelled() or task is not self._task:
+            return
+        log.error("reaper loop crashed: %r", task.exception(), extra={"action": "worker.helper_crash"})
+        for stop in list(self._members):
+            stop()
 
     @property
     def standby_interval(self) -> float:

@@ -1,9 +1,10 @@
 """The worker: claim tasks, run them with executors, keep their leases alive, drain on request.
 
 Three loops share one process: the claim loop (fills free slots, runs maintenance when idle), the
-heartbeat loop (renews every held lease in one round trip and cancels attempts whose lease is gone or
-whose job was cancelled) and one runner per task. The database stays the source of truth: a worker
-holds nothing that another could not resume from the latest checkpoint.
+process's heartbeat (``worker.heartbeats``: renews the held leases of every worker of the process in one
+round trip and cancels attempts whose lease is gone or whose job was cancelled) and one runner per task.
+The database stays the source of truth: a worker holds nothing that another could not resume from the
+latest checkpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import functools
 import logging
 import os
-import random
 import socket
 import time
 import uuid
@@ -25,7 +25,7 @@ from helixcode import __version__, tracing
 from helixcode.agent.executors import AlreadyReported, TaskContext, executor_for, load_executors
 from helixcode.config import Settings, mask_url
 from helixcode.domain.enums import Criticality, TaskStatus
-from helixcode.domain.models import Claim, LeaseState
+from helixcode.domain.models import Beat, Claim, LeaseState
 from helixcode.domain.records import WorkerInfo
 from helixcode.errors import DatabaseUnavailable, LeaseLost, StoreError, TaskFailed
 from helixcode.llm.errors import BudgetReached
@@ -34,8 +34,8 @@ from helixcode.logsetup import log_fields
 from helixcode.store.store import Store
 from helixcode.worker.acks import AckBatcher, Completion
 from helixcode.worker.capabilities import detect_capabilities, llm_capabilities, sandbox_probe
+from helixcode.worker.heartbeats import BeatHub
 from helixcode.worker.reaper import Reaper
-from helixcode.worker.resources import ResourceSampler
 from helixcode.worker.wakeup import WakeHub
 
 __all__ = ["Worker", "WorkerOptions"]
@@ -101,14 +101,12 @@ class Worker:
         self.capabilities = tuple(sorted({*options.capabilities, *detected, *self.sandbox.capabilities()}))
         load_executors()  # before the loops start, not inside the first attempt (see load_executors)
         self.stats = WorkerStats()
-        self.sampler = ResourceSampler(with_gpu=options.sample_gpu)
-        self._static = self.sampler.static()
-        self.reaper = Reaper(store, self.id) if options.reaper else None
+        self.reaper: Reaper | None = None  # the process's, once running (``Reaper.shared``)
         self._running: dict[int, _Running] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._hub: WakeHub | None = None  # the process's LISTEN, shared by its workers
-        self._work_started = asyncio.Event()  # the idle heartbeat's early wake-up
+        self._beats: BeatHub | None = None  # the process's heartbeat, shared by its workers
         self._acks = AckBatcher(self._ack_batch, options.concurrency) if options.batch_acks else None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -138,6 +136,7 @@ class Worker:
         }
 
     async def _run(self) -> None:
+        beats = self._beats = BeatHub.shared(self.store, with_gpu=self.options.sample_gpu)
         await self.store.register_worker(
             WorkerInfo(
                 id=self.id,
@@ -146,7 +145,7 @@ class Worker:
                 pid=os.getpid(),
                 version=__version__,
                 capabilities=self.capabilities,
-                resources=self._static,
+                resources=beats.static,
                 concurrency=self.options.concurrency,
             )
         )
@@ -162,37 +161,25 @@ class Worker:
                 "database": mask_url(self.settings.database.url),
             },
         )
-        helpers = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
-        if self.reaper is not None:
-            helpers.append(asyncio.create_task(self.reaper.run(), name="reaper"))
+        beats.join(self)
+        if self.options.reaper:
+            self.reaper = Reaper.shared(self.store)
+            self.reaper.join(self.stop)
         db = self.settings.database
         if self.store.dialect == "postgresql" and db.listen:
             self._hub = WakeHub.shared(db.listen_url or db.url)
             self._hub.join(self._wake)
-        for helper in helpers:
-            helper.add_done_callback(self._helper_died)
         try:
             await self._claim_loop()
             await self._drain()
         finally:
-            for helper in helpers:
-                helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await beats.leave(self)
             if self._hub is not None:
                 await self._hub.leave(self._wake)
             if self.reaper is not None:
-                await self.reaper.flush_notifications()
+                await self.reaper.leave(self.stop)
             with contextlib.suppress(StoreError):
                 await self.store.deregister_worker(self.id)
-
-    def _helper_died(self, task: asyncio.Task[None]) -> None:
-        """A background loop must never end while the worker runs: if one crashes, stop and say why."""
-        if task.cancelled() or self._stopping.is_set():
-            return
-        log.error(
-            "%s loop crashed: %r", task.get_name(), task.exception(), extra={"action": "worker.helper_crash"}
-        )
-        self.stop()
 
     # -- claiming -------------------------------------------------------------------------------
 
@@ -263,7 +250,8 @@ class Worker:
     def _start(self, claim: Claim, claimed: tuple[int, int] | None = None) -> None:
         """Run ``claim`` in a task of its own; ``claimed``: when its claim began and ended (traced)."""
         self.stats.claimed += 1
-        self._work_started.set()
+        if self._beats is not None:
+            self._beats.work_started()
         runner = asyncio.create_task(self._execute(claim, claimed), name=f"task-{claim.task.id}")
         self._running[claim.task.id] = _Running(claim, runner)
         runner.add_done_callback(functools.partial(self._finished, claim.task.id))
@@ -464,35 +452,12 @@ class Worker:
 
     # -- heartbeats -----------------------------------------------------------------------------
 
-    async def _heartbeat_loop(self) -> None:
-        """Renew leases every ``heartbeat_interval`` while tasks run; idle, only say that the worker
-        lives, four times per ``lost_after`` (three beats can be late, on a loaded host, before the
-        reaper calls the worker lost; a task that starts meanwhile brings the next beat forward). The
-        first beat comes after a random part of the interval, so a fleet started together does not
-        beat in step."""
-        interval = self.settings.tasks.heartbeat_interval
-        idle = max(interval, self.settings.workers.lost_after / 4)
-        await asyncio.sleep(random.uniform(0, interval))
-        while True:
-            if self._running:
-                await asyncio.sleep(interval)
-            else:
-                self._work_started.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._work_started.wait(), idle)
-                if self._work_started.is_set():
-                    await asyncio.sleep(interval)
-            leases = {tid: r.claim.token for tid, r in self._running.items()}
-            status = "draining" if self._stopping.is_set() else "active"
-            try:
-                sample = {**self._static, **await asyncio.to_thread(self.sampler.sample)}
-                states = await self.store.heartbeat(self.id, leases, resources=sample, status=status)
-            except StoreError as exc:
-                log.warning("heartbeat failed: %s", exc, extra={"action": "worker.heartbeat_error"})
-                continue
-            self._stop_lost(states)
+    def beat(self) -> Beat:
+        """What the process's heartbeat (``BeatHub``) sends for this worker: its status and leases."""
+        leases = {tid: r.claim.token for tid, r in self._running.items()}
+        return Beat(self.id, leases, "draining" if self._stopping.is_set() else "active")
 
-    def _stop_lost(self, states: Mapping[int, LeaseState]) -> None:
+    def lease_states(self, states: Mapping[int, LeaseState]) -> None:
         """Cancel the attempts whose lease is gone (expired and taken, or their job cancelled), unless
         they are already writing their outcome (see ``_Running.recording``)."""
         for task_id, state in states.items():

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, RichLog
 from helixcode.api.client import RemoteManager
 from helixcode.cli.tui.app import ConfirmScreen, WatchApp
 from helixcode.domain.enums import JobStatus, TaskStatus
+from helixcode.domain.models import Beat
 from helixcode.domain.records import WorkerInfo
 from helixcode.engine.manager import TaskManager
 from helixcode.store.store import Store
@@ -52,7 +53,7 @@ async def test_the_job_its_tasks_and_a_success_while_watching(control: Control, 
     older = await store.create_job(spec(t("x"), name="older"))
     job = await store.create_job(spec(t("a"), t("b", "a"), name="watched"))
     await store.register_worker(WorkerInfo("w-1", "builder", "host", 1, "test", (), {}, 2))
-    await store.heartbeat("w-1", {}, resources={"cpu_percent": 20.0, "memory_percent": 30.0})
+    await store.heartbeat([Beat("w-1")], resources={"cpu_percent": 20.0, "memory_percent": 30.0})
     async with control() as c:
         app = WatchApp(c, interval=0.1)
         async with app.run_test(size=SIZE) as pilot:
@@ -171,7 +172,7 @@ async def test_workers_with_sparklines_from_their_stored_heartbeats_and_q_quits(
     info = WorkerInfo("w-1", "builder", "host", 1, "test", (), {"cpu_count": 2}, 2)
     await store.register_worker(info)
     for cpu in (10.0, 50.0, 90.0):
-        await store.heartbeat("w-1", {}, resources={"cpu_percent": cpu, "memory_percent": 40.0})
+        await store.heartbeat([Beat("w-1")], resources={"cpu_percent": cpu, "memory_percent": 40.0})
     app = WatchApp(TaskManager(store), interval=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await shows(lambda: cell(app, "workers", "w-1", "cpu"), "90%")
@@ -179,7 +180,7 @@ async def test_workers_with_sparklines_from_their_stored_heartbeats_and_q_quits(
         assert cell(app, "workers", "w-1", "cpu over time") == "▂▅▇"
         assert cell(app, "workers", "w-1", "mem") == "40%"
         assert app.feed.stored_history is True
-        await store.heartbeat("w-1", {}, resources={"cpu_percent": 0.0, "memory_percent": 40.0})
+        await store.heartbeat([Beat("w-1")], resources={"cpu_percent": 0.0, "memory_percent": 40.0})
         await shows(lambda: cell(app, "workers", "w-1", "cpu over time"), "▂▅▇▁")  # one cell a sample
         assert "no job yet" in str(app.query_one("#job-head").render())
         await pilot.press("q")
