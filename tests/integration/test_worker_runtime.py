@@ -212,8 +212,10 @@ async def test_workers_of_one_process_share_one_heartbeat_and_one_reaper(
         assert all(sorted(b.worker_id for b in batch) == sorted(w.id for w in fleet) for batch in beats)
         assert all(len(b.leases) == 1 and b.status == "active" for batch in beats for b in batch)
         reaper = fleet[0].reaper
-        assert reaper is not None and all(w.reaper is reaper for w in fleet)
-        assert reaper.leading and reaper.owner not in {w.id for w in fleet}
+        assert reaper is not None
+        assert all(w.reaper is reaper for w in fleet)
+        assert reaper.leading
+        assert reaper.owner not in {w.id for w in fleet}
         await store.cancel_job(job.id)
         stats = await asyncio.wait_for(asyncio.gather(*running), 5)
         assert [s.abandoned for s in stats] == [1, 1, 1]
