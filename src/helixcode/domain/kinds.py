@@ -41,18 +41,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RunKind:
-    """A run kind: its name (the key of its JSON), its model, the capabilities it requires by default."""
+    """A run kind: its name (the key of its JSON), its model, the capabilities it requires by default,
+    and whether its tasks work on a git branch of their own (``helix/tasks/<job>/<task>``), which the
+    tasks that depend on them start from; the others work in the job's directory and leave none."""
 
     name: str
     model: type[RunModel]
     requires: tuple[str, ...] = ()
+    branch: bool = False
 
 
 RUN_KINDS: tuple[RunKind, ...] = (
-    RunKind("agent", AgentRun, AGENT_REQUIRES),
+    RunKind("agent", AgentRun, AGENT_REQUIRES, branch=True),
     RunKind("shell", ShellRun),
     RunKind("builtin", BuiltinRun),
-    RunKind("tests", TestCycleRun, TESTS_REQUIRES),
+    RunKind("tests", TestCycleRun, TESTS_REQUIRES, branch=True),
     RunKind("python", PythonRun),
 )
 #: What a task without ``run`` (or with an empty one) does.
