@@ -151,6 +151,9 @@ def _run(mode: Mode, report: Report, log: Callable[[str], None]) -> None:
         f"first tenth {first:.0f}/s, last {last:.0f}/s"
     )
     log(f"sizes at the end: {sizes}")
+    # Where a decline happens (steadily, or at a step such as the first pruning pass or a checkpoint).
+    deciles = [statistics.median(rates[i : i + tenth]) for i in range(0, len(rates), tenth)]
+    log("throughput by tenth of the run (tasks/s): " + ", ".join(f"{r:.0f}" for r in deciles))
     report.add(
         Row(
             SECTION,

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -203,8 +204,13 @@ class RemoteManager:
         rows = await self._call("GET", "/workers", params={"all": "true" if include_stopped else "false"})
         return [WorkerInfo(**{**row, "capabilities": tuple(row["capabilities"])}) for row in rows]
 
-    async def worker_history(self, ref: str, since: float = 0.0) -> Any:
-        raise HelixError("`helix workers --history` works against the database only; unset HELIX_SERVER")
+    async def worker_history(
+        self, ref: str, since: float = 0.0
+    ) -> tuple[WorkerInfo, list[tuple[float, dict[str, Any]]]]:
+        body = await self._call("GET", f"/workers/{quote(ref, safe='')}/history", params={"since": since})
+        row = body["worker"]
+        worker = WorkerInfo(**{**row, "capabilities": tuple(row["capabilities"])})
+        return worker, [(s["at"], s["resources"]) for s in body["samples"]]
 
     async def split(self, ref: str, key: str, items: Mapping[str, float], **_: Any) -> list[str]:
         raise HelixError("`helix split` works against the database only; unset HELIX_SERVER to use it")

@@ -185,6 +185,16 @@ class WorkerOut(BaseModel):
     running: int
 
 
+class SampleOut(BaseModel):
+    at: float = Field(description="when the heartbeat that carried it was recorded (database clock)")
+    resources: dict[str, Any]
+
+
+class WorkerHistoryOut(BaseModel):
+    worker: WorkerOut
+    samples: list[SampleOut] = Field(description="resource samples, oldest first")
+
+
 class ModelOut(BaseModel):
     name: str
     tools: bool

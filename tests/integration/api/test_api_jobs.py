@@ -7,6 +7,8 @@ from pathlib import Path
 
 import httpx
 
+from helixcode.domain.models import Beat
+from helixcode.domain.records import WorkerInfo
 from helixcode.store.store import Store
 from tests.integration.api.conftest import PLAN, Api
 
@@ -159,3 +161,22 @@ async def test_workers_providers_health_and_metrics(api: Api, admin: httpx.Async
     assert 'helix_tasks_succeeded_total{type="building"} 1.0' in text
     assert "helix_jobs_created_total 1.0" in text
     assert job
+
+
+async def test_a_workers_resource_history(api: Api, admin: httpx.AsyncClient) -> None:
+    """What `helix watch --server` draws its sparklines from: the samples the worker's heartbeats
+    stored, oldest first, for a worker named by id, name or id prefix; an unknown one is a 404."""
+    async with await Store.open(api.settings) as store:
+        await store.register_worker(WorkerInfo("w-sampled-1", "sampled", "host", 1, "test", (), {}, 2))
+        for cpu in (10.0, 50.0):
+            await store.heartbeat([Beat("w-sampled-1")], resources={"cpu_percent": cpu})
+    for ref in ("w-sampled-1", "sampled", "w-samp"):
+        body = (await admin.get(f"/api/v1/workers/{ref}/history")).json()
+        assert body["worker"]["id"] == "w-sampled-1"
+        assert [s["resources"]["cpu_percent"] for s in body["samples"]] == [10.0, 50.0]
+    last = body["samples"][-1]["at"]
+    later = (await admin.get("/api/v1/workers/sampled/history", params={"since": last + 1})).json()
+    assert later["samples"] == []
+    missing = await admin.get("/api/v1/workers/nobody/history")
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "no worker 'nobody'"

@@ -14,7 +14,6 @@ from collections.abc import Callable
 import pytest
 from textual.widgets import DataTable, RichLog
 
-from helixcode.api.client import RemoteManager
 from helixcode.cli.tui.app import ConfirmScreen, WatchApp
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.models import Beat
@@ -58,12 +57,11 @@ async def test_the_job_its_tasks_and_a_success_while_watching(control: Control, 
         app = WatchApp(c, interval=0.1)
         async with app.run_test(size=SIZE) as pilot:
             await shows(lambda: cell(app, "jobs", job.id, "name"), "watched")
-            # The workers: the API keeps no heartbeat history, so remotely the lines start now.
+            # The workers, with their stored heartbeats: next to the database and through the API's
+            # history route alike.
             await shows(lambda: cell(app, "workers", "w-1", "cpu"), "20%")
-            remote = isinstance(c, RemoteManager)
-            assert app.feed.stored_history is not remote
-            title = str(app.query_one("#workers").border_title)
-            assert ("history since this watch began" in title) is remote
+            assert app.feed.stored_history is True
+            assert "history since this watch began" not in str(app.query_one("#workers").border_title)
             assert cell(app, "jobs", older.id, "name") == "older"
             await shows(task_status(app, "a"), "ready")  # the latest job is shown first
             assert cell(app, "tasks", "b", "status") == "blocked"

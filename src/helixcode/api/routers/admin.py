@@ -8,7 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from helixcode.api.deps import Admin, EngineDep, Manager, Viewer
-from helixcode.api.schemas import ProviderOut, TokenCreatedOut, TokenCreateIn, TokenOut, WorkerOut
+from helixcode.api.schemas import (
+    ProviderOut,
+    TokenCreatedOut,
+    TokenCreateIn,
+    TokenOut,
+    WorkerHistoryOut,
+    WorkerOut,
+)
 from helixcode.llm.manager import LLMManager
 
 __all__ = ["router"]
@@ -23,6 +30,25 @@ async def list_workers(
     all_: Annotated[bool, Query(alias="all", description="include stopped workers")] = False,
 ) -> list[dict[str, Any]]:
     return [w.to_dict() for w in await manager.workers(include_stopped=all_)]
+
+
+@router.get(
+    "/workers/{ref}/history",
+    response_model=WorkerHistoryOut,
+    tags=["workers"],
+    summary="A worker's resource samples",
+    description="The worker ``ref`` names (its id, its name, or a unique prefix of its id) and the "
+    "resource samples its heartbeats stored since ``since`` (kept ``workers.heartbeat_retention``), "
+    "oldest first: what `helix worker list --history` and `helix watch`'s sparklines draw.",
+)
+async def worker_history(
+    manager: Manager,
+    _: Viewer,
+    ref: Annotated[str, Path(description="worker id, name or unique id prefix")],
+    since: Annotated[float, Query(description="seconds since the epoch; 0 for all that is kept")] = 0.0,
+) -> dict[str, Any]:
+    worker, samples = await manager.worker_history(ref, since)
+    return {"worker": worker.to_dict(), "samples": [{"at": at, "resources": res} for at, res in samples]}
 
 
 def _model(m: Any) -> dict[str, Any]:

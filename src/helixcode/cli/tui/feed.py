@@ -2,10 +2,10 @@
 are the same code): recent jobs, one job with its tasks, that job's new events, and the workers with
 their recent CPU and memory use.
 
-A worker's resource samples come from its heartbeats. Next to the database the stored history
-(``JobControl.worker_history``) fills the sparklines from the start; the REST API has no history
-route, so through ``--server`` they fill from the samples seen since the watch began
-(``Feed.stored_history`` says which).
+A worker's resource samples come from its heartbeats. The stored history
+(``JobControl.worker_history``: the database's, or the API's ``/workers/{ref}/history``) fills the
+sparklines from the start; where it cannot be had (a server that fails the call) they fill from the
+samples seen since the watch began (``Feed.stored_history`` says which).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class Feed:
             _, samples = await self.control.worker_history(worker.id, time.time() - HISTORY_SECONDS)
         except NotFound:
             return []
-        except HelixError:  # the REST API keeps no history route: the samples seen from now on
+        except HelixError:  # no stored history to be had: the samples seen from now on
             self.stored_history = False
             return []
         self.stored_history = True
