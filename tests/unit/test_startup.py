@@ -55,6 +55,10 @@ HEAVY_FOR_HELP = [
     "helixcode.store",
     "sqlalchemy",
     "pydantic_settings",
+    # Typer's Rich help renderer and what it brings (``cli.help`` says why help is plain text).
+    "typer.rich_utils",
+    "markdown_it",
+    "pygments",
 ]
 
 

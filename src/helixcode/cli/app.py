@@ -32,6 +32,7 @@ from helixcode.cli import (
 )
 from helixcode.cli import run as run_commands
 from helixcode.cli.common import JsonOpt, console, err_console, open_engine, run, run_async, state
+from helixcode.cli.help import PLAIN_HELP
 from helixcode.cli.outcome import ExitStatusOpt, exit_code
 from helixcode.domain.enums import TaskStatus
 from helixcode.errors import ConfigError, HelixError, NotFound, PlanError
@@ -60,9 +61,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    **PLAIN_HELP,
 )
-config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True, **PLAIN_HELP)
+db_app = typer.Typer(help="Database schema management.", no_args_is_help=True, **PLAIN_HELP)
 app.add_typer(config_app, name="config", rich_help_panel="Setup")
 app.add_typer(db_app, name="db", rich_help_panel="Setup")
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from helixcode.cli.common import JsonOpt, console, err_console, open_engine, run_async, state
+from helixcode.cli.help import PLAIN_HELP
 from helixcode.errors import ConfigError, NotifyError
 
 if TYPE_CHECKING:
@@ -16,13 +17,15 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 notify_app = typer.Typer(
-    help="Notifications to webhooks and email (\\[notify.NAME] in helix.toml).", no_args_is_help=True
+    help="Notifications to webhooks and email ([notify.NAME] in helix.toml).",
+    no_args_is_help=True,
+    **PLAIN_HELP,
 )
 
 
 @notify_app.command("test")
 def notify_test(
-    name: Annotated[str, typer.Argument(help="The target: \\[notify.NAME] in the config.")],
+    name: Annotated[str, typer.Argument(help="The target: [notify.NAME] in the config.")],
 ) -> None:
     """Send a test notification to one target now (not through the outbox) and say how it went."""
     from helixcode.domain.notify import iso_time  # lazy: commands start fast

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from helixcode.cli.common import JsonOpt, console, err_console, open_engine, run_async, state
+from helixcode.cli.help import PLAIN_HELP
 from helixcode.domain.records import Role
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 token_app = typer.Typer(
-    help="Bearer tokens for `helix serve` (stored hashed; shown once).", no_args_is_help=True
+    help="Bearer tokens for `helix serve` (stored hashed; shown once).", no_args_is_help=True, **PLAIN_HELP
 )
 
 

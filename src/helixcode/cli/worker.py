@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from helixcode.cli.common import JsonOpt, console, err_console, open_engine, run, run_async, state
+from helixcode.cli.help import PLAIN_HELP
 from helixcode.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ __all__ = ["register", "worker_app"]
 worker_app = typer.Typer(
     help="Run a worker on this machine (`helix worker start`, or `helix worker` with the same "
     "options), or list the workers (`helix worker list`).",
+    **PLAIN_HELP,
 )
 
 ConcurrencyOpt = Annotated[int | None, typer.Option(min=1, help="Tasks run at once (default: config).")]
