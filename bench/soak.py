@@ -71,6 +71,21 @@ def _sizes(dsn: str) -> dict[str, float]:
     return out
 
 
+def _vacuum_stats(dsn: str) -> str:
+    """Dead rows and (auto)vacuum runs of the churning tables: what to look at when the last tenth is
+    slower than the first."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count "
+            "FROM pg_stat_user_tables WHERE relname IN ('tasks', 'events', 'results', 'jobs', 'workers') "
+            "ORDER BY relname"
+        ).fetchall()
+    return "; ".join(
+        f"{name}: {live:,} live, {dead:,} dead, {vacuums} autovacuums, {analyzes} autoanalyzes"
+        for name, live, dead, vacuums, analyzes in rows
+    )
+
+
 @contextlib.contextmanager
 def _autovacuum_on(log: Callable[[str], None]) -> Iterator[None]:
     """Autovacuum on for the block, as the server had it afterwards."""
@@ -140,6 +155,7 @@ def _run(mode: Mode, report: Report, log: Callable[[str], None]) -> None:
                 worker.wait(60)
         elapsed = time.monotonic() - started
         sizes = _sizes(dsn)
+        log(f"tables at the end: {_vacuum_stats(dsn)}")
     order = sorted(finished, key=finished.__getitem__)
     # Each job's rate: its tasks over the time since the previous job finished (jobs drain in turn).
     ends = [started] + [finished[j] for j in order]
