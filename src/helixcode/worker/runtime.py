@@ -65,6 +65,9 @@ class _Running:
     # a heartbeat that finds the lease gone must not cancel it: it may be gone because the success
     # was just written, and a cancelled runner would leave that success uncounted.
     recording: bool = False
+    # The runner has begun: one cancelled before its first step never runs its own clean-up (the
+    # hand-back of a draining worker), so the drain does it for it.
+    started: bool = False
 
 
 @dataclass
@@ -269,6 +272,8 @@ class Worker:
             log_fields(job=claim.task.job_id, task=claim.task.id),
             tracing.attempt_span(claim, self.id, claimed),
         ):
+            if entry := self._running.get(claim.task.id):
+                entry.started = True
             await self._attempt(claim, time.monotonic())
 
     def _outcome(
@@ -474,12 +479,17 @@ class Worker:
         runners = [r.runner for r in self._running.values()]
         timeout = self.settings.workers.drain_timeout if self._stopping.is_set() else None
         _done, pending = await asyncio.wait(runners, timeout=timeout)
+        unstarted = [e for e in self._running.values() if e.runner in pending and not e.started]
         for entry in list(self._running.values()):
             if entry.runner in pending:
                 entry.stop_reason = "drain"
                 entry.runner.cancel()
         if pending:
             await asyncio.wait(pending)
+        for entry in unstarted:  # claimed just as the worker stopped: hand it back, as a started one does
+            with contextlib.suppress(LeaseLost, StoreError):
+                await self.store.hand_back(entry.claim.task.id, entry.claim.token, "worker stopping")
+                self.stats.handed_back += 1
 
 
 def _span_times(began: int) -> tuple[int, int] | None:
