@@ -25,7 +25,8 @@ IDLE_SECONDS = 16.0
 
 class Counter:
     """Statements sent on a store's connections (LISTEN's own connection is outside the pool and
-    sends only its one LISTEN)."""
+    sends only its one LISTEN): those through SQLAlchemy, seen by its event, and the hot-path ones
+    the store runs on the driver directly (``StoreBase._fetch``), seen by wrapping that."""
 
     def __init__(self, store: Store) -> None:
         self.statements = 0
@@ -33,8 +34,18 @@ class Counter:
         self.seen: list[str] = []
         sa.event.listen(store.engine.sync_engine, "before_cursor_execute", self._statement)
         sa.event.listen(store.engine.sync_engine.pool, "checkout", self._checkout)
+        fetch = store._fetch
+
+        async def counted(conn: Any, key: Any, *args: Any) -> Any:
+            self._record(f"[driver] {key}")
+            return await fetch(conn, key, *args)
+
+        store._fetch = counted  # type: ignore[method-assign]
 
     def _statement(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self._record(statement)
+
+    def _record(self, statement: str) -> None:
         self.statements += 1
         self.seen.append(f"{time.monotonic():.1f} {' '.join(statement.split())[:70]}")
 

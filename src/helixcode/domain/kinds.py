@@ -12,6 +12,7 @@ it drops such keys with a logged warning, so old tasks still load and run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from collections.abc import Mapping
@@ -127,6 +128,10 @@ def load_run(data: Any, *, job: str | None = None, task: str | None = None) -> R
         raise PlanError([f"stored run {data!r}: not a mapping keyed by one of: {_NAMES}"])
     if isinstance(data, RunModel):
         return data
+    # The common case, a run its model accepts as stored, validated as is: the copy below is for
+    # dropping keys, and copying a run cost more than validating it on every claim.
+    with contextlib.suppress(ValidationError):
+        return found.model.model_validate(dict(data or {}))
     plain = copy.deepcopy(dict(data or {}))
     dropped: list[str] = []
     first: ValidationError | None = None

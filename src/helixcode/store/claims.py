@@ -102,10 +102,9 @@ class ClaimOps(StoreBase):
     ) -> list[Claim]:
         """Lease up to ``limit`` of the best ready tasks this worker can run, in claim order."""
         params = self._claim_params(worker_id, capabilities, limit, min_criticality)
-        statement = self._prepared("claim", self._claim_statement)
         # One statement on PostgreSQL (the claim and its events); what follows only reads.
         async with self._statement() as conn:
-            rows = (await conn.execute(statement, params)).mappings().all()
+            rows = await self._fetch(conn, "claim", self._claim_statement, params)
             return await self._claims_from_rows(conn, rows, worker_id)
 
     def _claim_params(

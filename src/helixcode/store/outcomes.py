@@ -83,9 +83,10 @@ class OutcomeOps(LeaseOps):
             "p_token": token,
             "p_output": dict(output or {}),
         }
-        statement = self._prepared("complete+release+claim", self._complete_and_claim_statement)
         async with self._statement() as conn:
-            rows = (await conn.execute(statement, params)).mappings().all()
+            rows = await self._fetch(
+                conn, "complete+release+claim", self._complete_and_claim_statement, params
+            )
             if not rows:
                 raise LeaseLost(task_id, token)
             done = rows[0]
@@ -117,9 +118,10 @@ class OutcomeOps(LeaseOps):
             **self._claim_params(worker_id, capabilities, limit, min_criticality),
             "p_items": _items(wanted),
         }
-        statement = self._prepared("complete_many+release+claim", self._complete_many_and_claim_statement)
         async with self._statement() as conn:
-            rows = (await conn.execute(statement, params)).mappings().all()
+            rows = await self._fetch(
+                conn, "complete_many+release+claim", self._complete_many_and_claim_statement, params
+            )
             finished: list[dict[str, Any]] = next((r["done"] for r in rows if r["done"] is not None), [])
             claims = await self._claims_from_rows(conn, [r for r in rows if r["id"] is not None], worker_id)
         await self._finish_jobs({(d["job_id"], d["now"]) for d in finished if not d["others_open"]})
@@ -134,9 +136,10 @@ class OutcomeOps(LeaseOps):
         release (split parents included) follows in the same transaction. Returns the ids recorded."""
         params = {"p_items": _items(wanted)}
         if parentless:
-            statement = self._prepared("complete_many+release", lambda: success.many_successes(release=True))
             async with self._statement() as conn:
-                rows = (await conn.execute(statement, params)).mappings().all()
+                rows = await self._fetch(
+                    conn, "complete_many+release", lambda: success.many_successes(release=True), params
+                )
             await self._finish_jobs({(r["job_id"], r["now"]) for r in rows if not r["others_open"]})
             return {r["id"] for r in rows}
         statement = self._prepared("complete_many", lambda: success.many_successes(release=False))
