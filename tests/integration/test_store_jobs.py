@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -98,6 +101,23 @@ async def test_large_graph_is_inserted_in_one_go(store: Store) -> None:
     job = await store.create_job(spec)
     summary = await store.job_summary(job.id)
     assert summary.counts == {TaskStatus.READY: 1, TaskStatus.BLOCKED: n - 1}
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_large_submission_never_waits_on_nor_cancels_a_vacuum_of_tasks(store: Store) -> None:
+    """A large submission refreshes the planner's statistics of ``tasks``, but not by waiting for the
+    lock a VACUUM holds: autovacuum gives way to a waiter, so a stream of large submissions would
+    cancel every autovacuum of the busiest table (seen in the soak: millions of dead rows). Here a
+    session holds the lock VACUUM takes for as long as the submission runs."""
+    url = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    async with await psycopg.AsyncConnection.connect(url) as vacuum_like:
+        await vacuum_like.execute("LOCK TABLE tasks IN SHARE UPDATE EXCLUSIVE MODE")
+        plan = parse_plan(
+            {"tasks": [{"id": f"t{i}", "type": "building", "title": "t"} for i in range(1_000)]}
+        )
+        job = await asyncio.wait_for(store.create_job(plan), 10)
+        await vacuum_like.rollback()
+    assert (await store.job_summary(job.id)).counts == {TaskStatus.READY: 1_000}
 
 
 @pytest.mark.postgres

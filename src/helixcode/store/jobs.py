@@ -95,9 +95,12 @@ class JobOps(StoreBase):
         if self.dialect == "postgresql" and len(rows) >= ANALYZE_AFTER:
             # Fresh statistics now, not whenever autovacuum gets to it: with stale ones the planner
             # believes the queue is tiny and sorts every ready task on each claim instead of using the
-            # claim index (100 ms instead of 0.2 ms with 100,000 queued).
+            # claim index (100 ms instead of 0.2 ms with 100,000 queued). SKIP_LOCKED: a table being
+            # vacuumed is left alone. A plain ANALYZE waits for autovacuum's lock, and autovacuum gives
+            # way to a waiter: a stream of large submissions (the soak's, one every few seconds) cancelled
+            # every autovacuum of ``tasks``, which then grew to millions of dead rows.
             async with self._write() as conn:
-                await conn.execute(sa.text("ANALYZE tasks, task_dependencies"))
+                await conn.execute(sa.text("ANALYZE (SKIP_LOCKED) tasks, task_dependencies"))
         return job_from_row(job_row)
 
     async def resolve_job_id(self, ref: str) -> str:
