@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -174,6 +175,51 @@ async def test_a_refused_landing_counts_as_a_sandbox_refusal(store: Store) -> No
     assert at(got, "helix_sandbox_refusals_total", kind="landing") == 1
     assert at(got, "helix_tasks_claimed_total", type="design") == 1
     assert job.id
+
+
+async def test_the_rollups_query_places_values_in_buckets_as_observe_does(store: Store) -> None:
+    """The rollup groups a batch in SQL, buckets included: every value lands where ``Deltas.observe``
+    puts it, bounds themselves, zero, negatives (counted as zero) and past the last bound alike; and
+    events of many kinds, sandbox refusals by kind, and the sums come out as counted one by one."""
+    job = await store.create_job(spec(t("a"), t("b", type="testing")))
+    ids = {c.task.key: c.task.id for c in await store.claim("w1", limit=2)}
+    durations = [0.0, -2.5, 0.01, 0.05, 0.0105, 1.0, 7199.999, 7200.0, 7200.001, 1e9, 0.3, 0.3, 0.3]
+    waits = [0.005, 0.004999, 0.0, -1.0, 3600.0, 3600.5, 0.05, 0.05]
+    rows: list[dict[str, Any]] = [
+        {"task_id": ids["a"], "kind": "succeeded", "details": {"duration": d}} for d in durations
+    ]
+    rows += [{"task_id": ids["b"], "kind": "claimed", "details": {"wait": w}} for w in waits]
+    rows += [{"task_id": ids["b"], "kind": "claimed", "details": {}}]  # no wait recorded
+    rows += [
+        {"task_id": ids["b"], "kind": "sandbox_refused", "details": {"counts": {"command": 2, "path": 1}}}
+        for _ in range(3)
+    ]
+    await store.rollup_metrics()  # the claims' own events
+    before = await counters(store)
+    async with store._write() as conn:
+        await conn.execute(
+            events.insert(),
+            [{"job_id": job.id, "created_at": 0.0, "attempt": 1, "worker_id": "w1", **r} for r in rows],
+        )
+    await store.rollup_metrics()
+    got = await counters(store)
+
+    expected = m.Deltas()
+    for d in durations:
+        expected.observe(m.TASK_DURATION, max(0.0, d), type="building", outcome="succeeded")
+    for w in waits:
+        expected.observe(m.CLAIM_LATENCY, max(0.0, w), type="testing")
+    want = {(name, frozenset(json.loads(labels).items())): v for (name, labels), v in expected.items()}
+    for (name, labels), value in want.items():
+        gained = got.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+        assert gained == pytest.approx(value), (name, dict(labels))
+    assert at(got, "helix_sandbox_refusals_total", kind="command") == 6
+    assert at(got, "helix_sandbox_refusals_total", kind="path") == 3
+    claimed = at(got, "helix_tasks_claimed_total", type="testing") - at(
+        before, "helix_tasks_claimed_total", type="testing"
+    )
+    assert claimed == len(waits) + 1
+    assert at(got, "helix_events_total", kind="succeeded") == len(durations)
 
 
 async def test_racing_rollups_count_each_row_once(store: Store, open_store: OpenStore) -> None:

@@ -12,8 +12,9 @@ from helixcode.domain.metrics import (
     CallRow,
     Cursor,
     Deltas,
-    EventRow,
+    EventGroup,
     Gap,
+    Observed,
     call_deltas,
     event_deltas,
 )
@@ -43,16 +44,16 @@ def test_events_count_by_task_type_and_outcome() -> None:
     deltas = Deltas()
     event_deltas(
         [
-            EventRow("created"),
-            EventRow("claimed", 1, "building", wait=0.02),
-            EventRow("succeeded", 1, "building", duration=1.5),
-            EventRow("claimed", 2, "testing", wait=0.2),
-            EventRow("retried", 2, "testing", duration=0.4),
-            EventRow("retried", 2, "testing", by="request"),  # a person's retry: no attempt failed
-            EventRow("requeued", 2, "testing", reason="lease expired"),
-            EventRow("failed", 2, "testing", reason="lease lost too often"),
-            EventRow("landing_refused", 3, None),
-            EventRow("failed"),  # the job
+            EventGroup("created"),
+            EventGroup("claimed", 1, True, "building", wait=Observed.of(CLAIM_LATENCY, 0.02)),
+            EventGroup("succeeded", 1, True, "building", duration=Observed.of(TASK_DURATION, 1.5)),
+            EventGroup("claimed", 1, True, "testing", wait=Observed.of(CLAIM_LATENCY, 0.2)),
+            EventGroup("retried", 1, True, "testing", duration=Observed.of(TASK_DURATION, 0.4)),
+            EventGroup("retried", 1, True, "testing", by="request"),  # a person's retry: no attempt failed
+            EventGroup("requeued", 1, True, "testing", reason="lease expired"),
+            EventGroup("failed", 1, True, "testing", reason="lease lost too often"),
+            EventGroup("landing_refused", 1, True, None),
+            EventGroup("failed"),  # the job
         ],
         deltas,
     )

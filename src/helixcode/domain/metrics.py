@@ -36,10 +36,11 @@ __all__ = [
     "CallRow",
     "Cursor",
     "Deltas",
-    "EventRow",
+    "EventGroup",
     "Family",
     "Gap",
     "MetricsSnapshot",
+    "Observed",
     "Sample",
     "call_deltas",
     "event_deltas",
@@ -192,12 +193,16 @@ class Deltas:
         self._counters[key] = self._counters.get(key, 0.0) + by
 
     def observe(self, family: Family, value: float, /, **labels: str) -> None:
+        self.observed(family, Observed.of(family, value), **labels)
+
+    def observed(self, family: Family, values: Observed, /, **labels: str) -> None:
+        """Add values already placed in a bucket (``Observed``)."""
         key = (family, tuple(sorted(labels.items())))
         counts = self._histograms.get(key)
         if counts is None:
             counts = self._histograms[key] = [0.0] * (len(family.buckets) + 1)  # the buckets, then the sum
-        counts[bisect.bisect_left(family.buckets, value)] += 1
-        counts[-1] += value
+        counts[values.bucket] += values.count
+        counts[-1] += values.total
 
     def items(self) -> list[tuple[SeriesKey, float]]:
         """Every series with what it gains, in a fixed order (so that concurrent writers would lock rows
@@ -221,15 +226,33 @@ class Deltas:
 
 
 @dataclass(frozen=True, slots=True)
-class EventRow:
-    """What the rollup reads of one event: the task's type comes from its task row (None when the
-    event names no task, or its task is gone); the rest from the event's details."""
+class Observed:
+    """Values of one histogram that fall in one bucket: its index in the family's bounds (as
+    ``Deltas.observe`` places a value: the first bound the value does not exceed), how many, and
+    their sum. The event rollup's query groups values so (``store.metrics``); ``of`` places one."""
+
+    bucket: int
+    count: int
+    total: float
+
+    @classmethod
+    def of(cls, family: Family, value: float) -> Observed:
+        return cls(bisect.bisect_left(family.buckets, value), 1, value)
+
+
+@dataclass(frozen=True, slots=True)
+class EventGroup:
+    """Events alike in everything the counters read, and how many (``n``): the rollup reads a batch
+    of the log grouped so, not row by row. ``of_task``: the events name a task; ``task_type`` comes
+    from its row (None when it is gone); the rest from the events' details. Histogram values are
+    clamped at zero before they are grouped."""
 
     kind: str
-    task_id: int | None = None
+    n: int = 1
+    of_task: bool = False
     task_type: str | None = None
-    duration: float | None = None  # succeeded / failed / retried: the attempt's run time
-    wait: float | None = None  # claimed: time from ready to claimed
+    duration: Observed | None = None  # succeeded / failed / retried: the attempts' run time
+    wait: Observed | None = None  # claimed: time from ready to claimed
     reason: str | None = None  # requeued / failed: why
     by: str | None = None  # retried: "request" when a person retried the task
     counts: Mapping[str, int] | None = None  # sandbox_refused: refusals by kind (command, path)
@@ -239,43 +262,44 @@ JOB_ENDINGS = frozenset({"succeeded", "failed", "cancelled"})
 LEASE_EXPIRED = frozenset({"lease expired", "lease lost too often"})
 
 
-def event_deltas(rows: Iterable[EventRow], deltas: Deltas) -> None:
-    for row in rows:
-        deltas.inc(EVENTS, kind=row.kind)
-        if row.task_id is None:
-            if row.kind == "created":
-                deltas.inc(JOBS_CREATED)
-            elif row.kind in JOB_ENDINGS:
-                deltas.inc(JOBS_FINISHED, status=row.kind)
+def event_deltas(groups: Iterable[EventGroup], deltas: Deltas) -> None:
+    for group in groups:
+        n = float(group.n)
+        deltas.inc(EVENTS, n, kind=group.kind)
+        if not group.of_task:
+            if group.kind == "created":
+                deltas.inc(JOBS_CREATED, n)
+            elif group.kind in JOB_ENDINGS:
+                deltas.inc(JOBS_FINISHED, n, status=group.kind)
             continue
-        _task_event(row, row.task_type or "unknown", deltas)
+        _task_events(group, n, group.task_type or "unknown", deltas)
 
 
-def _task_event(row: EventRow, type_: str, deltas: Deltas) -> None:
-    kind = row.kind
+def _task_events(group: EventGroup, n: float, type_: str, deltas: Deltas) -> None:
+    kind = group.kind
     if kind == "claimed":
-        deltas.inc(TASKS_CLAIMED, type=type_)
-        if row.wait is not None:
-            deltas.observe(CLAIM_LATENCY, max(0.0, row.wait), type=type_)
+        deltas.inc(TASKS_CLAIMED, n, type=type_)
+        if group.wait is not None:
+            deltas.observed(CLAIM_LATENCY, group.wait, type=type_)
         return
-    if kind in ("succeeded", "failed", "retried") and row.duration is not None:
+    if kind in ("succeeded", "failed", "retried") and group.duration is not None:
         outcome = "succeeded" if kind == "succeeded" else "failed"
-        deltas.observe(TASK_DURATION, max(0.0, row.duration), type=type_, outcome=outcome)
+        deltas.observed(TASK_DURATION, group.duration, type=type_, outcome=outcome)
     if kind == "succeeded":
-        deltas.inc(TASKS_SUCCEEDED, type=type_)
+        deltas.inc(TASKS_SUCCEEDED, n, type=type_)
     elif kind == "failed":
-        deltas.inc(TASKS_FAILED, type=type_)
-    elif kind == "retried" and row.by != "request":
-        deltas.inc(TASKS_RETRIED, type=type_)
+        deltas.inc(TASKS_FAILED, n, type=type_)
+    elif kind == "retried" and group.by != "request":
+        deltas.inc(TASKS_RETRIED, n, type=type_)
     elif kind == "requeued":
-        deltas.inc(TASKS_REQUEUED, type=type_)
+        deltas.inc(TASKS_REQUEUED, n, type=type_)
     elif kind == "landing_refused":
-        deltas.inc(SANDBOX_REFUSALS, kind="landing")
+        deltas.inc(SANDBOX_REFUSALS, n, kind="landing")
     elif kind == "sandbox_refused":
-        for refused, n in (row.counts or {}).items():
-            deltas.inc(SANDBOX_REFUSALS, float(n), kind=str(refused))
-    if kind in ("requeued", "failed") and row.reason in LEASE_EXPIRED:
-        deltas.inc(LEASE_LOSSES, type=type_)
+        for refused, count in (group.counts or {}).items():
+            deltas.inc(SANDBOX_REFUSALS, n * float(count), kind=str(refused))
+    if kind in ("requeued", "failed") and group.reason in LEASE_EXPIRED:
+        deltas.inc(LEASE_LOSSES, n, type=type_)
 
 
 @dataclass(frozen=True, slots=True)
