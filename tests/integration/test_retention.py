@@ -3,13 +3,18 @@ batches; what the policy keeps (recent jobs, running jobs, their recent events) 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from typing import Any
+
 import sqlalchemy as sa
 
 from helixcode.config import RetentionSettings, Settings
 from helixcode.domain.enums import JobStatus
 from helixcode.domain.records import WorkerInfo
 from helixcode.llm.usage import CallContext
-from helixcode.store.retention import DAY
+from helixcode.store.retention import DAY, Pruned
 from helixcode.store.store import Store
 from helixcode.store.tables import (
     checkpoints,
@@ -22,7 +27,7 @@ from helixcode.store.tables import (
     workers,
 )
 from helixcode.worker.reaper import Reaper
-from tests.helpers import age, claim_one, run_to_end, spec, t
+from tests.helpers import age, claim_one, run_to_end, spec, t, wait_until
 
 
 async def finished_job(store: Store, name: str, size: int = 3) -> str:
@@ -114,6 +119,25 @@ async def test_a_capped_pass_stops_with_work_left_and_the_next_goes_on(settings:
         assert await owned(store, big) == dict.fromkeys(await owned(store, big), 0)
 
 
+async def test_a_pass_capped_in_time_starts_no_statement_after_its_time(settings: Settings) -> None:
+    """The reaper caps a pass in time, not in statements: none starts once the time is up (so a pass
+    with no time left deletes nothing and says more is waiting), and passes with time go on to the end."""
+    settings = settings.model_copy(update={"retention": RetentionSettings(batch=10)})
+    async with await Store.open(settings) as store:
+        big = await finished_job(store, "big", size=25)
+        await age(store, big, 40)
+        spent = await store.prune(seconds=0.0)
+        assert spent.more
+        assert spent.total == 0
+        passes = 0
+        while (step := await store.prune(seconds=5.0)).more:
+            passes += 1
+            assert passes < 100
+        assert step.total > 0
+        assert await owned(store, big) == dict.fromkeys(await owned(store, big), 0)
+        assert await count(store, jobs, jobs.c.id == big) == 0
+
+
 async def test_zero_keeps_for_ever_and_gone_workers_are_forgotten(settings: Settings) -> None:
     keep = RetentionSettings(jobs_days=0, events_days=0, workers_days=1)
     async with await Store.open(settings.model_copy(update={"retention": keep})) as store:
@@ -135,8 +159,37 @@ async def test_zero_keeps_for_ever_and_gone_workers_are_forgotten(settings: Sett
 
 
 async def test_the_reapers_leader_prunes(store: Store) -> None:
+    """A tick's pass is capped at half its interval: 2.5 s here, far more than one job needs even on a
+    loaded machine (a 0.05 s interval gave the pass 25 ms, and CI's loaded machine ran out of it)."""
     old = await finished_job(store, "old")
     await age(store, old, 40)
-    reaper = Reaper(store, "w1", interval=0.05)
+    reaper = Reaper(store, "w1", interval=5.0)
     await reaper.tick()
     assert await count(store, jobs, jobs.c.id == old) == 0
+
+
+async def test_the_leader_prunes_pass_after_pass_while_behind_then_waits_its_interval(store: Store) -> None:
+    """A pass is capped at half a tick; while passes stop with work left the leader runs the next at
+    once, not a tick later, so pruning keeps up with a fleet that finishes tasks faster than passes
+    spaced a tick apart could delete them. Once caught up it waits its interval again."""
+    reaper = Reaper(store, "w1", interval=5.0)
+    real_prune = store.prune
+    passes: list[float] = []
+
+    async def prune(**kwargs: Any) -> Pruned:
+        passes.append(time.monotonic())
+        done = await real_prune(**kwargs)
+        done.more = len(passes) < 3  # the first two passes stop with work left
+        return done
+
+    store.prune = prune  # type: ignore[method-assign]
+    running = asyncio.create_task(reaper.run())
+    try:
+        await wait_until(lambda: len(passes) >= 3, 4.0)
+        assert passes[2] - passes[0] < 2.0, "passes while behind come one after another"
+        await asyncio.sleep(1.0)
+        assert len(passes) == 3, "caught up: the next tick is an interval away"
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running

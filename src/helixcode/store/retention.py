@@ -10,8 +10,9 @@ What goes (``[retention]`` in config; 0 keeps a kind of record for ever):
 
 Every delete is one bounded statement of at most ``batch`` rows, each in its own short transaction, so
 a pass never holds locks for long or grows a transaction with the size of the backlog, and workers
-go on claiming between the batches. The reaper's leader runs a pass every ``interval`` seconds with
-a cap on batches (the rest waits for the next pass); ``helix db prune`` runs until nothing is left.
+go on claiming between the batches. The reaper's leader runs a pass every ``interval`` seconds, capped
+in time (the rest waits for the next pass, one tick later); ``helix db prune`` runs until nothing is
+left.
 Scans are bounded too: events are visited in primary-key order from the oldest, and a batch whose
 first rows are young ends the pass instead of scanning the whole table for old rows.
 
@@ -22,6 +23,7 @@ that rollup has caught up, and never deletes a log row past the rollup's cursor.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
@@ -71,18 +73,23 @@ class RetentionOps(MetricsOps):
         self,
         *,
         max_batches: int | None = None,
+        seconds: float | None = None,
         jobs_days: float | None = None,
         events_days: float | None = None,
     ) -> Pruned:
-        """Delete what the retention policy no longer keeps, at most ``max_batches`` statements (None:
-        until done). ``jobs_days`` / ``events_days`` override the configured ages for this pass."""
+        """Delete what the retention policy no longer keeps, at most ``max_batches`` statements and
+        for at most ``seconds`` (no new statement starts after that; None: no cap). ``jobs_days`` /
+        ``events_days`` override the configured ages for this pass."""
         cfg = self.settings.retention
         jobs_days = cfg.jobs_days if jobs_days is None else jobs_days
         events_days = cfg.events_days if events_days is None else events_days
-        budget = _Budget(max_batches)
+        budget = _Budget(max_batches, seconds)
         done = Pruned()
         now = await self.now()
-        caught_up = not (await self.rollup_metrics(max_batches=max_batches)).more
+        # A pass capped in time rolls up at most one batch: the reaper rolls up on every tick before
+        # it prunes, and a backlog (after an upgrade) must not hold up the pass.
+        rollup_cap = max_batches if max_batches is not None or seconds is None else 1
+        caught_up = not (await self.rollup_metrics(max_batches=rollup_cap)).more
         if caught_up and jobs_days > 0:
             await self._prune_jobs(now - jobs_days * DAY, budget, done)
         if caught_up and events_days > 0:
@@ -212,19 +219,20 @@ class RetentionOps(MetricsOps):
 
 
 class _Budget:
-    """How many more delete statements a pass may run (None: no cap)."""
+    """How many more delete statements a pass may run, and until when (None: no cap)."""
 
-    def __init__(self, batches: int | None) -> None:
+    def __init__(self, batches: int | None, seconds: float | None = None) -> None:
         self.left = batches
+        self.until = None if seconds is None else time.monotonic() + seconds
         self.exhausted = False
 
     def take(self) -> bool:
-        if self.left is None:
-            return True
-        if self.left <= 0:
+        out_of_time = self.until is not None and time.monotonic() >= self.until
+        if out_of_time or (self.left is not None and self.left <= 0):
             self.exhausted = True
             return False
-        self.left -= 1
+        if self.left is not None:
+            self.left -= 1
         return True
 
     def give_back(self) -> None:
