@@ -143,6 +143,10 @@ class WorkersSettings(_Section):
     )
     lost_after: float = Field(default=30.0, gt=0, description="a worker silent this long is lost")
     drain_timeout: float = Field(default=30.0, ge=0, description="seconds to finish tasks on SIGTERM")
+    batch_acks: bool = Field(
+        default=True,
+        description="write successes that end in the same instant in one statement (concurrency above 1)",
+    )
     capacity_floor: int = Field(default=0, ge=0, description="healthy worker slots below which to degrade")
     degrade_below: Literal["low", "normal", "high", "critical"] = Field(
         default="normal", description="when degraded, tasks below this criticality wait"
@@ -167,7 +171,7 @@ class RetentionSettings(_Section):
     events_days: float = Field(default=30.0, ge=0, description="events of any job kept this long")
     workers_days: float = Field(default=7.0, ge=0, description="stopped and lost workers listed this long")
     interval: float = Field(default=300.0, gt=0, description="seconds between the reaper's pruning passes")
-    batch: int = Field(default=1000, ge=10, le=100_000, description="rows deleted per statement")
+    batch: int = Field(default=5000, ge=10, le=100_000, description="rows deleted per statement")
 
 
 class ProviderSettings(_Section):

@@ -236,7 +236,7 @@ async def test_a_300_task_graph_survives_a_worker_killed_twice(
     listed = fast_cli.json("workers", "--all")
     lost = [w for w in listed if w["name"] == "victim" and w["status"] == "lost"]
     assert len(lost) >= 1, listed
-    assert any(w["name"] == "steady" and w["status"] == "stopped" for w in listed)
+    assert any(w["name"] == "steady" and w["status"] == "stopped" for w in listed), listed
 
 
 async def test_every_worker_killed_then_new_ones_continue(fast_cli: Cli, db: Store, tmp_path: Path) -> None:

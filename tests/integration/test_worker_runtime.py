@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from helixcode.config import Settings, TasksSettings, WorkersSettings
 from helixcode.domain.enums import JobStatus, TaskStatus
 from helixcode.domain.models import Beat, Claim, LeaseState
+from helixcode.store.database import sqlite_path
 from helixcode.store.store import Store
 from helixcode.store.tables import locks, tasks
 from helixcode.worker.runtime import Worker, WorkerOptions, WorkerStats
@@ -38,7 +40,9 @@ async def make_worker(settings: Settings) -> AsyncIterator[MakeWorker]:
     """A Worker on its own Store (as a separate process would have), polling fast."""
     stores: list[Store] = []
 
-    async def make(concurrency: int = 1, reaper: bool = True, **tasks_overrides: Any) -> Worker:
+    async def make(
+        concurrency: int = 1, reaper: bool = True, batch_acks: bool | None = None, **tasks_overrides: Any
+    ) -> Worker:
         worker_settings = Settings(
             database=settings.database,
             tasks=TasksSettings(**{**settings.tasks.model_dump(), **tasks_overrides}),
@@ -47,7 +51,12 @@ async def make_worker(settings: Settings) -> AsyncIterator[MakeWorker]:
         store = await Store.open(worker_settings)
         stores.append(store)
         options = WorkerOptions(
-            concurrency=concurrency, exit_when_idle=True, detect=False, sample_gpu=False, reaper=reaper
+            concurrency=concurrency,
+            exit_when_idle=True,
+            detect=False,
+            sample_gpu=False,
+            reaper=reaper,
+            batch_acks=batch_acks,
         )
         return Worker(store, worker_settings, options)
 
@@ -239,24 +248,37 @@ async def test_a_worker_whose_lease_was_taken_stops_and_its_result_is_not_record
         return (await store.get_task(job.id, "contested")).status is S.RUNNING
 
     await wait_for(is_running)
+
     # The worker stalls (as far as the database can tell): its lease runs out and another takes over.
-    async with store._write() as conn:
-        await conn.execute(
-            tasks.update().where(tasks.c.job_id == job.id).values(lease_expires_at=tasks.c.started_at - 1)
-        )
-    assert (await store.maintain()).requeued == 1
-    [thief] = await store.claim("thief")
-    assert thief.attempt == 2
+    # Under load its heartbeat may land in between: renewing the lease before the requeue (then the
+    # test expires it again), or telling the worker its lease is lost before the thief's claim (then
+    # the worker, free again, may claim the next attempt itself, and the thief takes the one after).
+    taken: list[Claim] = []
+
+    async def taken_over() -> bool:
+        async with store._write() as conn:
+            await conn.execute(
+                tasks.update().where(tasks.c.job_id == job.id).values(lease_expires_at=tasks.c.started_at - 1)
+            )
+        if (await store.maintain()).requeued == 1:
+            taken.extend(await store.claim("thief"))
+        return bool(taken)
+
+    await wait_for(taken_over, seconds=10)
+    [thief] = taken
+    assert thief.attempt >= 2
 
     async def worker_gave_up() -> bool:
-        return worker.stats.abandoned == 1
+        return worker.stats.abandoned == thief.attempt - 1
 
     await wait_for(worker_gave_up, seconds=5)
     await store.complete(thief.task.id, thief.token, {"by": "thief"})
     stats = await running
-    assert (stats.succeeded, stats.abandoned) == (0, 1)
+    assert (stats.succeeded, stats.abandoned) == (0, thief.attempt - 1)
     rows = await result_rows(store, job.id)
-    assert [(r["attempt"], r["worker_id"], r["output"]) for r in rows] == [(2, "thief", {"by": "thief"})]
+    assert [(r["attempt"], r["worker_id"], r["output"]) for r in rows] == [
+        (thief.attempt, "thief", {"by": "thief"})
+    ]
     assert (await store.get_job(job.id)).status is JobStatus.SUCCEEDED
 
 
@@ -280,8 +302,9 @@ async def test_a_stopped_worker_hands_its_task_back_unfailed(
     assert [e.details["reason"] for e in requeued] == ["worker stopping"]
 
 
+@pytest.mark.parametrize("batch_acks", [False, True], ids=["one-by-one", "batched"])
 async def test_a_lost_lease_stops_an_executing_attempt_but_not_one_writing_its_outcome(
-    store: Store, make_worker: MakeWorker
+    store: Store, make_worker: MakeWorker, batch_acks: bool
 ) -> None:
     """The heartbeat cancels attempts whose lease is gone. Once an attempt's executor has finished, its
     lease may be gone only because its own success was just written (seen in CI: the runner was
@@ -293,16 +316,17 @@ async def test_a_lost_lease_stops_an_executing_attempt_but_not_one_writing_its_o
             {"id": "done", "run": {"builtin": "noop"}},
         )
     )
-    worker = await make_worker(concurrency=2)
+    worker = await make_worker(concurrency=2, batch_acks=batch_acks)
     busy, done = await worker.store.claim(worker.id, limit=2)
     lost = {busy.task.id: LeaseState.LOST, done.task.id: LeaseState.LOST}
-    write = worker.store.complete_and_claim
+    name = "complete_many_and_claim" if batch_acks else "complete_and_claim"
+    write = getattr(worker.store, name)
 
-    async def heartbeat_meanwhile(*args: Any, **kwargs: Any) -> list[Claim]:
+    async def heartbeat_meanwhile(*args: Any, **kwargs: Any) -> Any:
         worker.lease_states(lost)
         return await write(*args, **kwargs)
 
-    worker.store.complete_and_claim = heartbeat_meanwhile  # type: ignore[method-assign]
+    setattr(worker.store, name, heartbeat_meanwhile)
     worker._start(busy)
     await asyncio.sleep(0.1)  # the sleep is under way before the other attempt finishes
     worker._start(done)
@@ -312,6 +336,73 @@ async def test_a_lost_lease_stops_an_executing_attempt_but_not_one_writing_its_o
     assert not done_runner.cancelled()
     assert worker.stats.succeeded == 1
     assert worker.stats.abandoned == 1
+
+
+@pytest.mark.parametrize("outcome", ["fail", "complete"])
+async def test_a_stop_lets_an_attempt_writing_its_outcome_finish_the_write(
+    store: Store, make_worker: MakeWorker, outcome: str
+) -> None:
+    """A stop (drain timeout 0) cancels what is still executing and hands it back; an attempt whose
+    executor is done and whose outcome is being written is not cancelled mid-write (seen in CI: a
+    failure's write was cancelled by the drain and the task stayed running under a dead lease)."""
+    run = {"shell": "exit 3"} if outcome == "fail" else {"builtin": "noop"}
+    job = await store.create_job(spec({"id": "t", "run": run, "max_attempts": 5}))
+    worker = await make_worker()
+    (claim,) = await worker.store.claim(worker.id, limit=1)
+    write = getattr(worker.store, outcome)
+    writing, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_write(*args: Any, **kwargs: Any) -> Any:
+        writing.set()
+        await release.wait()  # the stop arrives while the write is under way
+        return await write(*args, **kwargs)
+
+    setattr(worker.store, outcome, slow_write)
+    worker.stop()
+    worker._start(claim)
+    await asyncio.wait_for(writing.wait(), 10)
+    drain = asyncio.create_task(worker._drain())
+    await asyncio.sleep(0.2)
+    assert not drain.done(), "the drain waits for the write"
+    release.set()
+    await asyncio.wait_for(drain, 10)
+    task = await store.get_task(job.id, "t")
+    assert task.status is (S.RETRYING if outcome == "fail" else S.SUCCEEDED)
+    assert task.lease_expires_at is None
+
+
+async def test_a_follow_up_claimed_as_the_worker_stops_is_handed_back(
+    store: Store, make_worker: MakeWorker
+) -> None:
+    """The stop arrives while a success is written together with the next claim (``complete_and_claim``):
+    the success lands, and the task it claimed is handed back rather than left under the stopped
+    worker's lease."""
+    job = await store.create_job(
+        spec({"id": "a", "run": {"builtin": "noop"}}, {"id": "b", "run": {"builtin": "sleep", "seconds": 30}})
+    )
+    worker = await make_worker()
+    (claim,) = await worker.store.claim(worker.id, limit=1)
+    assert claim.task.key == "a"
+    write = worker.store.complete_and_claim
+    writing, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_write(*args: Any, **kwargs: Any) -> Any:
+        writing.set()
+        await release.wait()
+        return await write(*args, **kwargs)
+
+    worker.store.complete_and_claim = slow_write  # type: ignore[method-assign]
+    worker._start(claim)
+    await asyncio.wait_for(writing.wait(), 10)
+    worker.stop()
+    drain = asyncio.create_task(worker._drain())
+    release.set()
+    await asyncio.wait_for(drain, 10)
+    assert not worker._running
+    done, follow = await store.get_task(job.id, "a"), await store.get_task(job.id, "b")
+    assert done.status is S.SUCCEEDED
+    assert (follow.status, follow.lease_owner, follow.failures) == (S.READY, None, 0)
+    assert worker.stats.handed_back == 1
 
 
 async def test_a_workdir_missing_on_this_host_is_retried_not_failed(
@@ -344,3 +435,44 @@ async def test_a_workdir_missing_on_this_host_is_retried_not_failed(
     task = await store.get_task(job.id, "sh")
     assert task.status is S.SUCCEEDED
     assert (await store.task_outputs(job.id))["sh"]["stdout"].strip() == str(elsewhere)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("held", [0.6, 8.0])
+async def test_a_stopping_worker_marks_itself_stopped_past_a_locked_database(
+    settings: Settings, caplog: pytest.LogCaptureFixture, held: float
+) -> None:
+    """Another process holds SQLite's write lock as the worker stops: the worker retries marking itself
+    stopped for a few seconds (0.6 s: it gets through), then gives up and says so in the log (8 s)."""
+    database = settings.database.model_copy(update={"busy_timeout_ms": 50})
+    worker_settings = Settings(
+        database=database, workers=WorkersSettings(poll_interval=0.1, drain_timeout=0.0)
+    )
+    path = sqlite_path(database.url)
+    assert path is not None
+    async with await Store.open(worker_settings) as store:
+        options = WorkerOptions(concurrency=1, detect=False, sample_gpu=False, reaper=False)
+        worker = Worker(store, worker_settings, options)
+        running = asyncio.create_task(run_worker(worker))
+
+        async def registered() -> bool:
+            return any(w.id == worker.id for w in await store.list_workers())
+
+        await wait_for(registered)
+        neighbour = sqlite3.connect(path, isolation_level=None)
+        try:
+            neighbour.execute("BEGIN IMMEDIATE")  # the write lock, as a busy neighbour holds it
+            worker.stop()
+            await asyncio.sleep(held)
+            neighbour.execute("COMMIT")
+        finally:
+            neighbour.close()
+        await running
+        [info] = [w for w in await store.list_workers() if w.id == worker.id]
+    failed = [r for r in caplog.records if getattr(r, "action", "") == "worker.deregister_failed"]
+    if held < 5:
+        assert info.status == "stopped"
+        assert not failed
+    else:
+        assert info.status != "stopped"
+        assert "database is locked" in failed[0].getMessage()

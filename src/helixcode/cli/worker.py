@@ -41,6 +41,13 @@ CapabilityOpt = Annotated[
 IdleOpt = Annotated[bool, typer.Option(help="Exit when no work can reach this worker.")]
 ProcessesOpt = Annotated[int, typer.Option(min=1, help="Start this many worker processes here.")]
 NameOpt = Annotated[str | None, typer.Option(help="A name to show in `helix worker list`.")]
+BatchAcksOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--batch-acks/--no-batch-acks",
+        help="Write successes that end together in one statement (default: config, on).",
+    ),
+]
 AllOpt = Annotated[bool, typer.Option("--all", help="Include stopped.")]
 HistoryOpt = Annotated[
     str | None,
@@ -60,11 +67,19 @@ def worker(
     exit_when_idle: IdleOpt = False,
     processes: ProcessesOpt = 1,
     name: NameOpt = None,
+    batch_acks: BatchAcksOpt = None,
 ) -> None:
     """Without a subcommand: start a worker, as `helix worker start` does (the options are the same)."""
     if ctx.invoked_subcommand is None:
-        start(concurrency, capability, exit_when_idle, processes, name)
-    elif (concurrency, capability, exit_when_idle, processes, name) != (None, None, False, 1, None):
+        start(concurrency, capability, exit_when_idle, processes, name, batch_acks)
+    elif (concurrency, capability, exit_when_idle, processes, name, batch_acks) != (
+        None,
+        None,
+        False,
+        1,
+        None,
+        None,
+    ):
         raise ConfigError(f"options go after the subcommand: helix worker {ctx.invoked_subcommand} [OPTIONS]")
 
 
@@ -75,6 +90,7 @@ def start(
     exit_when_idle: IdleOpt = False,
     processes: ProcessesOpt = 1,
     name: NameOpt = None,
+    batch_acks: BatchAcksOpt = None,
 ) -> None:
     """Claim and run tasks until stopped (SIGTERM/Ctrl-C drain: finish or hand back running tasks)."""
     if processes > 1:
@@ -91,6 +107,7 @@ def start(
         capabilities=[*settings.workers.capabilities, *(capability or [])],
         exit_when_idle=exit_when_idle,
         name=name,
+        batch_acks=batch_acks,
     )
 
     async def go() -> str:

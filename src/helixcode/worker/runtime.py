@@ -53,7 +53,9 @@ class WorkerOptions:
     detect: bool = True  # add detected capabilities (toolchains, GPUs) to the configured ones
     reaper: bool = True  # stand for reaper leadership
     sample_gpu: bool = True
-    batch_acks: bool = False  # write successes that finish together in one transaction (complete_many)
+    # Successes that finish in the same turn of the event loop are written (and their slots refilled)
+    # in one statement; None: as ``[workers] batch_acks`` says. Only with concurrency above 1.
+    batch_acks: bool | None = None
 
 
 @dataclass
@@ -110,7 +112,10 @@ class Worker:
         self._wake = asyncio.Event()
         self._hub: WakeHub | None = None  # the process's LISTEN, shared by its workers
         self._beats: BeatHub | None = None  # the process's heartbeat, shared by its workers
-        self._acks = AckBatcher(self._ack_batch, options.concurrency) if options.batch_acks else None
+        batch = settings.workers.batch_acks if options.batch_acks is None else options.batch_acks
+        self._acks = (
+            AckBatcher(self._ack_batch, options.concurrency) if batch and options.concurrency > 1 else None
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -181,8 +186,32 @@ class Worker:
                 await self._hub.leave(self._wake)
             if self.reaper is not None:
                 await self.reaper.leave(self.stop)
-            with contextlib.suppress(StoreError):
+            await self._deregister()
+
+    async def _deregister(self, within: float = 5.0) -> None:
+        """Mark this worker stopped, so that ``helix workers`` shows a clean stop, not a worker lost
+        ``lost_after`` later. Retried for a few seconds while the database is unavailable (a SQLite
+        file locked by a busy neighbour, a server restarting): a stop must not wait on a database that
+        is gone, and the reaper calls such a worker lost in the end. A failure is logged, never silent."""
+        delay, deadline = 0.1, time.monotonic() + within
+        while True:
+            try:
                 await self.store.deregister_worker(self.id)
+                return
+            except DatabaseUnavailable as exc:
+                if time.monotonic() + delay < deadline:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                    continue
+                failure: StoreError = exc
+            except StoreError as exc:
+                failure = exc
+            log.warning(
+                "could not mark the worker stopped (the reaper will call it lost): %s",
+                failure,
+                extra={"action": "worker.deregister_failed"},
+            )
+            return
 
     # -- claiming -------------------------------------------------------------------------------
 
@@ -474,22 +503,38 @@ class Worker:
     # -- draining -------------------------------------------------------------------------------
 
     async def _drain(self) -> None:
-        if not self._running:
-            return
-        runners = [r.runner for r in self._running.values()]
-        timeout = self.settings.workers.drain_timeout if self._stopping.is_set() else None
-        _done, pending = await asyncio.wait(runners, timeout=timeout)
-        unstarted = [e for e in self._running.values() if e.runner in pending and not e.started]
-        for entry in list(self._running.values()):
-            if entry.runner in pending:
+        """Wait for the running attempts (up to the drain timeout when stopping), then cancel what still
+        executes: each hands its task back. Loops because an attempt that was writing its success may
+        have claimed a follow-up in the same statement (``complete_and_claim``)."""
+        loop = asyncio.get_running_loop()
+        stopping = self._stopping.is_set()
+        deadline = loop.time() + self.settings.workers.drain_timeout if stopping else None
+        while self._running:
+            entries = list(self._running.values())
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            _done, pending = await asyncio.wait([e.runner for e in entries], timeout=timeout)
+            if pending:
+                await self._cancel([e for e in entries if e.runner in pending])
+
+    async def _cancel(self, entries: Sequence[_Running]) -> None:
+        """Cancel attempts past the drain timeout, except those writing their outcome: a cancelled write
+        would leave the task running under a dead lease, to run again once the lease expires. Those get
+        up to a lease's length (past it the fenced write is refused anyway)."""
+        recording = [e.runner for e in entries if e.recording]
+        for entry in entries:
+            if not entry.recording:
                 entry.stop_reason = "drain"
                 entry.runner.cancel()
-        if pending:
-            await asyncio.wait(pending)
-        for entry in unstarted:  # claimed just as the worker stopped: hand it back, as a started one does
-            with contextlib.suppress(LeaseLost, StoreError):
-                await self.store.hand_back(entry.claim.task.id, entry.claim.token, "worker stopping")
-                self.stats.handed_back += 1
+        if recording:
+            _done, late = await asyncio.wait(recording, timeout=self.settings.tasks.lease_ttl)
+            for runner in late:
+                runner.cancel()
+        await asyncio.wait([e.runner for e in entries])
+        for entry in entries:
+            if not entry.started:  # cancelled before its first step, it never ran its own hand-back
+                with contextlib.suppress(LeaseLost, StoreError):
+                    await self.store.hand_back(entry.claim.task.id, entry.claim.token, "worker stopping")
+                    self.stats.handed_back += 1
 
 
 def _span_times(began: int) -> tuple[int, int] | None:
