@@ -56,11 +56,18 @@ class ConfigError(HelixError):
 
 
 class PlanError(HelixError):
-    """A task graph that cannot be accepted; ``faults`` lists every problem found."""
+    """A task graph that cannot be accepted; ``faults`` lists every problem found. The message names
+    the first ``SHOWN`` and counts the rest: a plan of 1,000 tasks that all lack one field would
+    otherwise print a thousand lines' worth of the same fault."""
+
+    SHOWN = 10
 
     def __init__(self, faults: Sequence[str]) -> None:
         self.faults: list[str] = list(faults)
-        super().__init__("; ".join(self.faults) if self.faults else "invalid plan")
+        shown = "; ".join(self.faults[: self.SHOWN]) if self.faults else "invalid plan"
+        if (more := len(self.faults) - self.SHOWN) > 0:
+            shown += f"; and {more} more"
+        super().__init__(shown)
 
 
 class CycleError(PlanError):

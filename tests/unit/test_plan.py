@@ -87,3 +87,13 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
     broken.write_text("tasks: [unclosed")
     with pytest.raises(PlanError, match="not valid YAML"):
         load_plan(broken)
+
+
+def test_a_fault_repeated_across_many_tasks_is_named_ten_times_and_counted() -> None:
+    with pytest.raises(PlanError) as info:
+        parse_plan({"tasks": [{"id": f"t{i}", "title": "t"} for i in range(1_000)]})
+    assert len(info.value.faults) == 1_000  # every fault is kept (the API returns them all)
+    message = str(info.value)
+    assert message.count("type: Field required") == 10
+    assert message.endswith("; and 990 more")
+    assert message.startswith("task 't0' (tasks[0]): type: Field required")
