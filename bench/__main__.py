@@ -1,8 +1,8 @@
 """``python -m bench [--quick] [--only NAME[,NAME]]``: run the measures, print one table, save it as JSON.
 
-Measures: throughput, handoff, makespan, recovery, scale, llm, sandbox, tracing, fleet, startup (and
-``profile``, run only when named: a pyinstrument profile of HelixCode's claim+complete loop; and ``soak``,
-a million tasks).
+Measures: throughput, handoff, makespan, recovery, scale, llm, sandbox, tracing, fleet, startup,
+dashboard (and ``profile``, run only when named: a pyinstrument profile of HelixCode's claim+complete
+loop; and ``soak``, a million tasks).
 """
 
 from __future__ import annotations
@@ -13,7 +13,19 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from bench import fleet, handoff, llm, makespan, recovery, sandbox, scale, startup, throughput, tracing
+from bench import (
+    dashboard,
+    fleet,
+    handoff,
+    llm,
+    makespan,
+    recovery,
+    sandbox,
+    scale,
+    startup,
+    throughput,
+    tracing,
+)
 from bench.common import ROOT, Mode, pg_durability
 from bench.report import Report
 
@@ -28,6 +40,7 @@ MEASURES: dict[str, Callable[..., None]] = {
     "tracing": tracing.run,
     "fleet": fleet.run,
     "startup": startup.run,
+    "dashboard": dashboard.run,
 }
 
 

@@ -86,3 +86,15 @@ def test_the_startup_measure_times_help_and_progress() -> None:
         "helix progress 0.5 through the task channel",
     ]
     assert all(isinstance(r.ours, Spread) and r.ours.n == startup.RUNS for r in report.rows)
+
+
+def test_the_dashboard_measure_times_the_layout_of_five_thousand_tasks() -> None:
+    from bench import dashboard
+    from bench.common import Mode, Spread
+
+    report = Report("smoke")
+    dashboard.run(Mode.for_run(quick=True), report, lambda _msg: None)
+    [row] = report.rows
+    assert isinstance(row.ours, Spread)
+    assert row.ours.n == dashboard.RUNS
+    assert row.met is not None

@@ -26,19 +26,27 @@ CAPS = ModelCapabilities(tools=True, json_schema=True, context_length=4096)
 
 
 async def test_slots_per_window_then_a_wait_for_the_oldest(store: Store) -> None:
-    quota = Quota(rpm=3, window=1.0)
+    quota = Quota(rpm=3, window=60.0)  # long: a slow machine between two calls cannot let a slot lapse
     granted = [await store.acquire("p", "m", quota, tokens=10) for _ in range(3)]
     assert all(a.granted and a.ticket for a in granted)
     refused = await store.acquire("p", "m", quota, tokens=10)
     assert not refused.granted
-    assert 0 < refused.wait <= 1.0
+    assert 50 < refused.wait <= 60.0
     assert (await store.acquire("p", "other-model", quota, tokens=10)).granted  # per model
-    await asyncio.sleep(refused.wait + 0.05)
+
+
+async def test_a_slot_frees_when_the_oldest_leaves_the_window(store: Store) -> None:
+    quota = Quota(rpm=1, window=0.5)
+    assert (await store.acquire("p", "m", quota, tokens=10)).granted
+    refused = await store.acquire("p", "m", quota, tokens=10)
+    if not refused.granted:  # on a slow machine the window may have passed already
+        assert 0 < refused.wait <= 0.5
+        await asyncio.sleep(refused.wait + 0.05)
     assert (await store.acquire("p", "m", quota, tokens=10)).granted
 
 
 async def test_tokens_per_window_count_what_was_really_used(store: Store) -> None:
-    quota = Quota(tpm=1000, window=1.0)
+    quota = Quota(tpm=1000, window=60.0)
     first = await store.acquire("p", "m", quota, tokens=900)
     assert first.granted
     assert not (await store.acquire("p", "m", quota, tokens=300)).granted  # 900 + 300 > 1000
@@ -48,19 +56,31 @@ async def test_tokens_per_window_count_what_was_really_used(store: Store) -> Non
 
 
 async def test_a_429_and_a_downed_provider_hold_everyone_back(store: Store) -> None:
-    await store.block("p", "m", 0.5)
+    # Long holds for what must hold back, so a slow machine between two calls cannot let one lapse.
+    await store.block("p", "m", 60)
     held = await store.acquire("p", "m", Quota(), tokens=1)
     assert not held.granted
-    assert 0 < held.wait <= 0.5
+    assert 50 < held.wait <= 60
     assert not held.down
     await store.block("p", "m", 0.1)  # a shorter block never shortens a longer one
-    assert (await store.acquire("p", "m", Quota(), tokens=1)).wait > 0.2
-    await store.mark_down("p", 0.5)
-    down = await store.acquire("p", "other", Quota(), tokens=1)
+    assert (await store.acquire("p", "m", Quota(), tokens=1)).wait > 50
+    assert (await store.acquire("p", "other", Quota(), tokens=1)).granted  # a 429 holds back its model only
+    await store.mark_down("q", 60)
+    down = await store.acquire("q", "other", Quota(), tokens=1)
     assert down.down
-    assert down.wait > 0.3
-    await asyncio.sleep(0.6)
-    assert (await store.acquire("p", "m", Quota(), tokens=1)).granted
+    assert not down.granted
+    assert 50 < down.wait <= 60
+
+
+async def test_a_block_and_a_down_mark_lapse_when_their_time_is_up(store: Store) -> None:
+    await store.block("p", "m", 0.3)
+    await store.mark_down("q", 0.3)
+    for provider, model in (("p", "m"), ("q", "m")):
+        held = await store.acquire(provider, model, Quota(), tokens=1)
+        if not held.granted:  # on a slow machine the hold may have lapsed already
+            assert 0 < held.wait <= 0.3
+            await asyncio.sleep(held.wait + 0.05)
+            assert (await store.acquire(provider, model, Quota(), tokens=1)).granted
 
 
 class LimitedProvider(ThreadingHTTPServer):

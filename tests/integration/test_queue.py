@@ -285,12 +285,12 @@ async def test_a_task_that_loses_its_lease_too_often_fails(open_store: OpenStore
 
 
 async def test_renewing_keeps_a_lease_past_its_ttl(open_store: OpenStore) -> None:
-    store = await open_store(lease_ttl=0.3)
+    store = await open_store(lease_ttl=1.0)  # a second's margin between the last renewal and maintain
     await store.create_job(spec(t("a"), t("b")))
     held = await claim_one(store, "w1")
     lapsed = await claim_one(store, "w1")
-    for _ in range(3):
-        await asyncio.sleep(0.15)
+    for _ in range(3):  # past the TTL in all (a slow machine only sleeps longer)
+        await asyncio.sleep(0.35)
         assert await store.renew("w1", {held.task.id: held.token}) == {held.task.id: LeaseState.HELD}
     assert (await store.maintain()).requeued == 1  # only the lease nobody renewed
     states = await store.renew("w1", {held.task.id: held.token, lapsed.task.id: lapsed.token})
