@@ -310,11 +310,10 @@ async def test_capacity_below_the_floor_pauses_low_criticality_until_a_worker_re
 
 @pytest.mark.postgres
 @pytest.mark.disruptive
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # it stops the PostgreSQL server
 async def test_postgres_stopped_and_restarted_mid_run_loses_nothing(
     fast_cli: Cli, db: Store, tmp_path: Path, postgres_control: Callable[[str], None]
 ) -> None:
-    if db.dialect != "postgresql":
-        pytest.skip("stops the PostgreSQL server")
     tasks = [
         {"id": f"t{i}", "type": "building", "title": f"T{i}", "run": {"builtin": "sleep", "seconds": 0.3}}
         for i in range(30)
